@@ -1,0 +1,60 @@
+//! The single-node broker: publishing hands the message straight to the local hub, whose
+//! registry of streams is the subscription list.
+
+use std::sync::{OnceLock, Weak};
+
+use futures::future::{ready, FutureExt};
+
+use super::{Broker, BrokerFuture, Channel, Connection, Inbound};
+use crate::notification::{SharedBroadcast, SharedNotification};
+
+#[derive(Default)]
+pub struct MemoryBroker {
+    inbound: OnceLock<Weak<dyn Inbound>>,
+}
+
+impl MemoryBroker {
+    pub fn new() -> MemoryBroker {
+        MemoryBroker::default()
+    }
+
+    fn with_inbound<T: Default>(&self, f: impl FnOnce(&dyn Inbound) -> T) -> T {
+        match self.inbound.get().and_then(Weak::upgrade) {
+            Some(inbound) => f(inbound.as_ref()),
+            None => T::default(),
+        }
+    }
+}
+
+impl Broker for MemoryBroker {
+    fn attach(&self, inbound: Weak<dyn Inbound>) {
+        let _ = self.inbound.set(inbound);
+    }
+
+    fn publish_user(&self, notification: SharedNotification) -> BrokerFuture<u64> {
+        let delivered = self.with_inbound(|i| i.user_message(notification, false));
+        ready(Ok(u64::from(delivered))).boxed()
+    }
+
+    fn publish_topic(&self, broadcast: SharedBroadcast) -> BrokerFuture<u64> {
+        let streams = self.with_inbound(|i| i.topic_message(broadcast));
+        ready(Ok(u64::from(streams > 0))).boxed()
+    }
+
+    fn subscribe(&self, _channel: Channel) -> BrokerFuture<()> {
+        ready(Ok(())).boxed()
+    }
+
+    fn unsubscribe(&self, _channel: Channel) {}
+
+    fn set_presence(&self, _user: &std::sync::Arc<str>, _stream_id: u64, _c: Option<Connection>) {}
+
+    fn presence(&self, user: &str) -> BrokerFuture<Vec<Connection>> {
+        let connections = self.with_inbound(|i| i.local_connections(user));
+        ready(Ok(connections)).boxed()
+    }
+
+    fn ping(&self) -> BrokerFuture<()> {
+        ready(Ok(())).boxed()
+    }
+}

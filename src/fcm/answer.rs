@@ -1,0 +1,148 @@
+//! What an FCM answer means for the message: done, retry, refresh the OAuth token, prune the
+//! device token, or give up. Codes follow FCM v1's `FcmError.errorCode`, then the HTTP status.
+
+use std::time::{Duration, SystemTime};
+
+use http::StatusCode;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Accepted,
+    /// The token is no longer valid: delete it.
+    Unregistered,
+    /// Transient: try again after backoff (or the server's Retry-After).
+    Retry { code: &'static str, retry_after: Option<Duration> },
+    /// Our OAuth token was refused: fetch a new one, once.
+    Unauthenticated,
+    /// Permanent for this message.
+    Fatal { code: &'static str },
+}
+
+impl Answer {
+    /// The `switchboard_fcm_requests_total{result}` label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Answer::Accepted => "ok",
+            Answer::Unregistered => "unregistered",
+            Answer::Retry { code, .. } | Answer::Fatal { code } => code,
+            Answer::Unauthenticated => "unauthenticated",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorStatus,
+}
+
+#[derive(Deserialize)]
+struct ErrorStatus {
+    #[serde(default)]
+    details: Vec<ErrorDetail>,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    #[serde(rename = "@type", default)]
+    kind: String,
+    #[serde(rename = "errorCode", default)]
+    error_code: Option<String>,
+}
+
+fn fcm_error_code(body: &[u8]) -> Option<String> {
+    let parsed: ErrorBody = serde_json::from_slice(body).ok()?;
+    parsed
+        .error
+        .details
+        .into_iter()
+        .find(|d| d.kind.ends_with("google.firebase.fcm.v1.FcmError"))
+        .and_then(|d| d.error_code)
+}
+
+pub fn classify(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) -> Answer {
+    if status.is_success() {
+        return Answer::Accepted;
+    }
+    let retry = |code| Answer::Retry { code, retry_after };
+    match fcm_error_code(body).as_deref() {
+        Some("UNREGISTERED") => return Answer::Unregistered,
+        Some("INVALID_ARGUMENT") => return Answer::Fatal { code: "invalid_argument" },
+        Some("SENDER_ID_MISMATCH") => return Answer::Fatal { code: "sender_id_mismatch" },
+        Some("THIRD_PARTY_AUTH_ERROR") => return Answer::Fatal { code: "third_party_auth_error" },
+        Some("QUOTA_EXCEEDED") => return retry("quota_exceeded"),
+        Some("UNAVAILABLE") => return retry("unavailable"),
+        Some("INTERNAL") => return retry("internal"),
+        _ => {}
+    }
+    match status.as_u16() {
+        401 => Answer::Unauthenticated,
+        429 => retry("quota_exceeded"),
+        500 => retry("internal"),
+        502..=504 => retry("unavailable"),
+        400 => Answer::Fatal { code: "invalid_argument" },
+        _ => Answer::Fatal { code: "other" },
+    }
+}
+
+/// `Retry-After` as delta-seconds or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn google(code: u16, status: &str, error_code: &str) -> Vec<u8> {
+        format!(
+            r#"{{"error":{{"code":{code},"message":"m","status":"{status}","details":[{{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"{error_code}"}}]}}}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn maps_every_documented_answer() {
+        let s = StatusCode::from_u16;
+        assert_eq!(classify(s(200).unwrap(), None, b"{}"), Answer::Accepted);
+        assert_eq!(
+            classify(s(404).unwrap(), None, &google(404, "NOT_FOUND", "UNREGISTERED")),
+            Answer::Unregistered
+        );
+        let ra = Some(Duration::from_secs(2));
+        assert_eq!(
+            classify(s(429).unwrap(), ra, &google(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED")),
+            Answer::Retry { code: "quota_exceeded", retry_after: ra }
+        );
+        assert_eq!(classify(s(503).unwrap(), None, b"").label(), "unavailable");
+        assert_eq!(classify(s(500).unwrap(), None, b"").label(), "internal");
+        assert_eq!(
+            classify(s(400).unwrap(), None, &google(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT")),
+            Answer::Fatal { code: "invalid_argument" }
+        );
+        assert_eq!(
+            classify(s(403).unwrap(), None, &google(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH")).label(),
+            "sender_id_mismatch"
+        );
+        assert_eq!(
+            classify(s(401).unwrap(), None, &google(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR")).label(),
+            "third_party_auth_error"
+        );
+        assert_eq!(
+            classify(s(401).unwrap(), None, br#"{"error":{"code":401,"status":"UNAUTHENTICATED"}}"#),
+            Answer::Unauthenticated
+        );
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT").is_some());
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

@@ -1,0 +1,117 @@
+//! The one error shape of the API: `{"error":{"code","message"}}` with the right status.
+//! Messages are for the caller; internal details go to the log only.
+
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::{header, HeaderValue, StatusCode};
+
+use crate::auth::AuthError;
+use crate::notification::Invalid;
+use crate::router::RouteError;
+use crate::store::StoreError;
+use crate::streams::OpenError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Seconds, for 429 / 503.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), retry_after: None }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn unavailable(code: &'static str, message: impl Into<String>, retry_after: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+        }
+    }
+
+    /// An internal failure: logged in full, answered generically.
+    pub fn internal(detail: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %detail, "internal error");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+    }
+
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({"error": {"code": self.code, "message": self.message}})
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body())).into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> ApiError {
+        let (status, code) = match e {
+            AuthError::Missing => (StatusCode::UNAUTHORIZED, "missing_token"),
+            AuthError::Expired => (StatusCode::UNAUTHORIZED, "token_expired"),
+            AuthError::Invalid | AuthError::BadSubject => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            AuthError::ClientTokenOnProducerApi => (StatusCode::FORBIDDEN, "forbidden"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> ApiError {
+        match e {
+            Invalid::BadRequest(m) => ApiError::bad_request(m),
+            Invalid::TooLarge(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.to_string()),
+        }
+    }
+}
+
+impl From<RouteError> for ApiError {
+    fn from(e: RouteError) -> ApiError {
+        match e {
+            RouteError::Broker(b) => {
+                tracing::warn!(error = %b, "broker unavailable");
+                ApiError::unavailable("broker_unavailable", "the broker is unreachable; retry shortly", 1)
+            }
+            RouteError::Store(s) => ApiError::internal(s),
+            RouteError::Overloaded(_) => {
+                ApiError::unavailable("overloaded", "too many FCM sends are waiting; retry shortly", 1)
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        ApiError::internal(e)
+    }
+}
+
+impl From<OpenError> for ApiError {
+    fn from(e: OpenError) -> ApiError {
+        match e {
+            OpenError::TooMany(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_streams", e.to_string()),
+            OpenError::ShuttingDown => ApiError::unavailable("shutting_down", "this node is shutting down", 1),
+            OpenError::Broker(b) => {
+                tracing::warn!(error = %b, "broker unavailable while opening a stream");
+                ApiError::unavailable("broker_unavailable", "the broker is unreachable; retry shortly", 1)
+            }
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! `GET /v1/events`: a client's Server-Sent Events stream.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use axum::Extension;
+use http::{header, HeaderMap, StatusCode, Version};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::auth::{bearer, AuthError, ClientClaims};
+use crate::ids;
+use crate::streams::{ConnWatch, Item, OpenRequest, SseBody};
+
+/// Most topics one stream may follow.
+const MAX_TOPICS: usize = 64;
+const RESET: &[u8] = b"event: reset\ndata: {}\n\n";
+
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    device_id: Option<String>,
+    topics: Option<String>,
+    ack: Option<String>,
+    last_event_id: Option<String>,
+    access_token: Option<String>,
+}
+
+#[tracing::instrument(skip_all, fields(user_id))]
+pub async fn open_stream(
+    State(state): State<AppState>,
+    conn: Option<Extension<Arc<ConnWatch>>>,
+    version: Version,
+    headers: HeaderMap,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let token = bearer(headers.get(header::AUTHORIZATION))
+        .or(q.access_token.as_deref())
+        .ok_or(AuthError::Missing)?;
+    let claims = state.auth.verify_client(token)?;
+    tracing::Span::current().record("user_id", claims.sub.as_str());
+    let request = stream_request(&claims, &q)?;
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or(q.last_event_id);
+    let stream = state.hub.open(request).await?;
+    if last_event_id.is_some_and(|id| !id.is_empty()) {
+        // No replay buffer holds events for this id: the client must refetch its state.
+        stream.push(Item::Frame(bytes::Bytes::from_static(RESET)));
+    }
+    // On HTTP/1 the connection's outcome tells a clean close from a broken one.
+    let conn = match version {
+        Version::HTTP_10 | Version::HTTP_11 => conn.map(|Extension(c)| c),
+        _ => None,
+    };
+    let body = SseBody::new(stream, state.hub.clone(), conn);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header("x-accel-buffering", "no")
+        .body(Body::new(body))
+        .map_err(ApiError::internal)
+}
+
+fn stream_request(claims: &ClientClaims, q: &EventsQuery) -> Result<OpenRequest, ApiError> {
+    let device_id = match q.device_id.as_deref() {
+        None | Some("") => None,
+        Some(d) if ids::valid_device_id(d) => Some(d.to_string()),
+        Some(_) => return Err(ApiError::bad_request("device_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")),
+    };
+    let mut topics: Vec<Arc<str>> = Vec::new();
+    for topic in q.topics.as_deref().unwrap_or("").split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        if !ids::valid_topic(topic) {
+            return Err(ApiError::bad_request(format!(
+                "topic {topic:?} must be 1-128 characters of A-Z a-z 0-9 . _ : -"
+            )));
+        }
+        if let Some(allowed) = &claims.topics {
+            if !allowed.iter().any(|a| a == topic) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "topic_not_allowed",
+                    format!("this token may not subscribe to {topic:?}"),
+                ));
+            }
+        }
+        if !topics.iter().any(|t| &**t == topic) {
+            topics.push(topic.into());
+        }
+    }
+    if topics.len() > MAX_TOPICS {
+        return Err(ApiError::bad_request(format!("at most {MAX_TOPICS} topics per stream")));
+    }
+    let ack = match q.ack.as_deref() {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(_) => return Err(ApiError::bad_request("ack must be true or false")),
+    };
+    Ok(OpenRequest { user: claims.sub.as_str().into(), device_id, topics, ack })
+}

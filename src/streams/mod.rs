@@ -1,0 +1,321 @@
+//! The node's live streams: who holds which stream, which topics each follows, and the broker
+//! subscriptions that follow from it (a user's channel is subscribed while the node holds at
+//! least one of the user's streams). Messages from the broker land here and are queued on the
+//! streams; what cannot be written goes to the fallback path.
+
+mod body;
+mod stream;
+
+pub use body::{ConnWatch, SseBody};
+pub use stream::{Item, Push, Stream, StreamInfo};
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use tokio::sync::mpsc;
+
+use crate::broker::{Broker, BrokerError, Channel, Connection, Inbound};
+use crate::metrics::{DisconnectReason, Metrics};
+use crate::notification::{SharedBroadcast, SharedNotification};
+
+const PING: &[u8] = b": ping\n\n";
+const SHUTDOWN: &[u8] = b"event: shutdown\ndata: {}\n\n";
+
+/// A notification that reached this node for a stream but will not be written to one.
+pub struct Fallback {
+    pub notification: SharedNotification,
+    /// One of `metrics::FALLBACK_REASONS`.
+    pub reason: &'static str,
+}
+
+pub struct HubConfig {
+    pub node_id: Arc<str>,
+    pub max_per_user: usize,
+    pub queue_capacity: usize,
+    pub retry_ms: u64,
+}
+
+/// What a client asked for when opening a stream.
+pub struct OpenRequest {
+    pub user: Arc<str>,
+    pub device_id: Option<String>,
+    pub topics: Vec<Arc<str>>,
+    pub ack: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("too many streams for this user (at most {0})")]
+    TooMany(usize),
+    #[error("this node is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+pub struct Hub {
+    cfg: HubConfig,
+    /// Streams by user. The entry lock orders subscribe/unsubscribe of the user's channel.
+    users: DashMap<Arc<str>, Vec<Arc<Stream>>>,
+    /// Streams by topic.
+    topics: DashMap<Arc<str>, Vec<Arc<Stream>>>,
+    next_id: AtomicU64,
+    /// Set at shutdown: no new streams.
+    closing: AtomicBool,
+    retry_frame: Bytes,
+    broker: Arc<dyn Broker>,
+    metrics: Arc<Metrics>,
+    fallback: mpsc::UnboundedSender<Fallback>,
+}
+
+impl Hub {
+    pub fn new(
+        cfg: HubConfig,
+        broker: Arc<dyn Broker>,
+        metrics: Arc<Metrics>,
+        fallback: mpsc::UnboundedSender<Fallback>,
+    ) -> Arc<Hub> {
+        let retry_frame = Bytes::from(format!("retry: {}\n\n", cfg.retry_ms));
+        let hub = Arc::new(Hub {
+            cfg,
+            users: DashMap::new(),
+            topics: DashMap::new(),
+            next_id: AtomicU64::new(1),
+            closing: AtomicBool::new(false),
+            retry_frame,
+            broker,
+            metrics,
+            fallback,
+        });
+        let weak = Arc::downgrade(&hub);
+        hub.broker.attach(weak);
+        hub
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.cfg.node_id
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Registers a stream (replacing the user's stream of the same device), subscribes what
+    /// the node newly needs, and returns it with the `retry:` preamble queued.
+    pub async fn open(&self, req: OpenRequest) -> Result<Arc<Stream>, OpenError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(OpenError::ShuttingDown);
+        }
+        let stream = Arc::new(Stream::new(StreamInfo {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            user: req.user.clone(),
+            device_id: req.device_id.map(String::into_boxed_str),
+            topics: req.topics.into_boxed_slice(),
+            ack: req.ack,
+            connected_at: crate::time::unix_millis(),
+            capacity: self.cfg.queue_capacity,
+        }));
+        stream.push(Item::Frame(self.retry_frame.clone()));
+        let mut pending = Vec::new();
+        let replaced = {
+            let mut entry = self.users.entry(req.user.clone()).or_default();
+            let same_device = stream.device_id.as_ref().and_then(|d| {
+                entry.iter().position(|s| s.device_id.as_ref() == Some(d))
+            });
+            if entry.len() - usize::from(same_device.is_some()) >= self.cfg.max_per_user {
+                return Err(OpenError::TooMany(self.cfg.max_per_user));
+            }
+            let replaced = same_device.map(|i| entry.swap_remove(i));
+            if entry.is_empty() {
+                pending.push(self.broker.subscribe(Channel::User(req.user.clone())));
+            }
+            entry.push(stream.clone());
+            replaced
+        };
+        for topic in stream.topics.iter() {
+            let mut subs = self.topics.entry(topic.clone()).or_default();
+            if subs.is_empty() {
+                pending.push(self.broker.subscribe(Channel::Topic(topic.clone())));
+            }
+            subs.push(stream.clone());
+        }
+        self.metrics.sse_connections.inc();
+        self.broker.set_presence(&stream.user, stream.id, Some(self.connection(&stream)));
+        if let Some(old) = replaced {
+            // What the old stream had not written yet goes to the new one, in order.
+            for n in old.end(DisconnectReason::Replaced, None, true).unwrap_or_default() {
+                stream.push(Item::Notification(n.clone()));
+                if n.dropped_unwritten() {
+                    self.fall_back(n, "stream_closed");
+                }
+            }
+        }
+        if self.closing.load(Ordering::Acquire) {
+            // Shutdown began while this stream was being registered.
+            stream.end(DisconnectReason::Shutdown, Some(Bytes::from_static(SHUTDOWN)), false);
+        }
+        for sub in pending {
+            if let Err(e) = sub.await {
+                self.metrics.broker_errors.inc();
+                let unsent = stream.end(DisconnectReason::WriteError, None, true);
+                self.dropped(unsent.unwrap_or_default(), "stream_closed");
+                self.close(&stream, None);
+                return Err(e.into());
+            }
+        }
+        Ok(stream)
+    }
+
+    /// Unregisters a stream whose writer is gone and counts why it ended. Idempotent.
+    /// `conn` defers the reason to the connection's outcome when the server did not end it.
+    pub fn close(&self, stream: &Arc<Stream>, conn: Option<&ConnWatch>) {
+        if !stream.mark_closed() {
+            return;
+        }
+        let user_channel_done = match self.users.get_mut(&stream.user) {
+            Some(mut entry) => {
+                entry.retain(|s| s.id != stream.id);
+                entry.is_empty()
+            }
+            None => false,
+        };
+        if user_channel_done {
+            // Re-checked under the entry lock: a new stream may have arrived meanwhile.
+            let removed = self.users.remove_if(&stream.user, |_, v| v.is_empty());
+            if removed.is_some() {
+                self.broker.unsubscribe(Channel::User(stream.user.clone()));
+            }
+        }
+        for topic in stream.topics.iter() {
+            if let Some(mut subs) = self.topics.get_mut(topic) {
+                subs.retain(|s| s.id != stream.id);
+            }
+            if self.topics.remove_if(topic, |_, v| v.is_empty()).is_some() {
+                self.broker.unsubscribe(Channel::Topic(topic.clone()));
+            }
+        }
+        self.broker.set_presence(&stream.user, stream.id, None);
+        self.metrics.sse_connections.dec();
+        self.dropped(stream.take_unsent(), "stream_closed");
+        match (stream.ending(), conn) {
+            (Some(reason), _) => self.metrics.disconnect(reason),
+            (None, Some(conn)) => conn.defer_disconnect(),
+            (None, None) => self.metrics.disconnect(DisconnectReason::ClientClosed),
+        }
+    }
+
+    /// A notification was written to a stream.
+    pub fn written(&self, n: &SharedNotification) {
+        let micros = crate::time::unix_micros().saturating_sub(n.accepted_us);
+        self.metrics.delivery_latency.observe(micros as f64 / 1e6);
+    }
+
+    /// Ends every stream with `event: shutdown`; the writers drain and close.
+    pub fn shutdown_all(&self) {
+        self.closing.store(true, Ordering::Release);
+        let frame = Bytes::from_static(SHUTDOWN);
+        for entry in self.users.iter() {
+            for s in entry.value() {
+                s.end(DisconnectReason::Shutdown, Some(frame.clone()), false);
+            }
+        }
+    }
+
+    /// Queues a heartbeat comment on every stream; a stream too far behind to take it is a
+    /// slow consumer.
+    pub fn heartbeat(&self) {
+        let ping = Bytes::from_static(PING);
+        let mut slow = Vec::new();
+        for entry in self.users.iter() {
+            for s in entry.value() {
+                if s.push(Item::Frame(ping.clone())) == Push::Full {
+                    slow.push(s.clone());
+                }
+            }
+        }
+        self.end_slow(slow);
+    }
+
+    pub fn stream_count(&self) -> usize {
+        self.users.iter().map(|e| e.value().len()).sum()
+    }
+
+    fn connection(&self, s: &Stream) -> Connection {
+        Connection {
+            device_id: s.device_id.as_deref().map(str::to_string),
+            node_id: self.cfg.node_id.to_string(),
+            connected_at: s.connected_at,
+        }
+    }
+
+    fn end_slow(&self, slow: Vec<Arc<Stream>>) {
+        for s in slow {
+            if let Some(unsent) = s.end(DisconnectReason::SlowConsumer, None, true) {
+                tracing::info!(user_id = %s.user, stream = s.id, "slow consumer: stream closed");
+                self.dropped(unsent, "stream_closed");
+            }
+        }
+    }
+
+    /// Copies dropped unwritten: the last copy of a notification no stream wrote falls back.
+    fn dropped(&self, unsent: Vec<SharedNotification>, reason: &'static str) {
+        for n in unsent {
+            if n.dropped_unwritten() {
+                self.fall_back(n, reason);
+            }
+        }
+    }
+
+    fn fall_back(&self, notification: SharedNotification, reason: &'static str) {
+        self.metrics.fallback(reason);
+        let _ = self.fallback.send(Fallback { notification, reason });
+    }
+}
+
+impl Inbound for Hub {
+    fn user_message(&self, n: SharedNotification, remote: bool) -> bool {
+        let mut queued = false;
+        let mut slow = Vec::new();
+        if let Some(streams) = self.users.get(n.user_id.as_str()) {
+            for s in streams.iter() {
+                match s.push(Item::Notification(n.clone())) {
+                    Push::Queued => queued = true,
+                    Push::Full => slow.push(s.clone()),
+                    Push::Closed => {}
+                }
+            }
+        }
+        self.end_slow(slow);
+        if !queued && remote {
+            self.fall_back(n, "stream_gone");
+        }
+        queued
+    }
+
+    fn topic_message(&self, b: SharedBroadcast) -> usize {
+        let frame = b.frame();
+        let mut queued = 0;
+        let mut slow = Vec::new();
+        if let Some(subs) = self.topics.get(b.topic.as_str()) {
+            for s in subs.iter() {
+                match s.push(Item::Frame(frame.clone())) {
+                    Push::Queued => queued += 1,
+                    Push::Full => slow.push(s.clone()),
+                    Push::Closed => {}
+                }
+            }
+        }
+        self.end_slow(slow);
+        self.metrics.broadcast_deliveries.inc_by(queued as u64);
+        queued
+    }
+
+    fn local_connections(&self, user: &str) -> Vec<Connection> {
+        self.users
+            .get(user)
+            .map(|v| v.iter().map(|s| self.connection(s)).collect())
+            .unwrap_or_default()
+    }
+}
