@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
 use crate::broker::memory::MemoryBroker;
+use crate::broker::redis::RedisBroker;
 use crate::broker::Broker;
 use crate::config::{BrokerKind, Config};
 use crate::fcm::{FcmSender, FcmSetupError};
@@ -27,7 +28,10 @@ use crate::streams::{Fallback, Hub, HubConfig};
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -55,9 +59,16 @@ impl App {
         let store = Store::connect(&config.store.url).await?;
         let broker: Arc<dyn Broker> = match config.broker.kind {
             BrokerKind::Memory => Arc::new(MemoryBroker::new()),
-            BrokerKind::Redis => {
-                return Err(BuildError::Broker("the redis broker is not available in this build".into()))
-            }
+            BrokerKind::Redis => Arc::new(
+                RedisBroker::connect(&config.broker, node_id.clone(), metrics.clone())
+                    .await
+                    .map_err(|e| {
+                        BuildError::Broker(format!(
+                            "{e} (broker.redis_url = {})",
+                            config.broker.redis_url
+                        ))
+                    })?,
+            ),
         };
         let fcm = if config.fcm_enabled() {
             Arc::new(FcmSender::start(&config.fcm, store.clone(), metrics.clone()).await?)
@@ -79,9 +90,16 @@ impl App {
             metrics.clone(),
             fallback_tx,
         );
-        let router = Arc::new(NotificationRouter::new(broker.clone(), store.clone(), fcm.clone(), metrics.clone()));
+        let router = Arc::new(NotificationRouter::new(
+            broker.clone(),
+            store.clone(),
+            fcm.clone(),
+            metrics.clone(),
+        ));
         let addr = config.listen_addr();
-        let listener = TcpListener::bind(addr).await.map_err(|source| BuildError::Bind { addr, source })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| BuildError::Bind { addr, source })?;
         let auth = Arc::new(Auth::new(&config.auth));
         let state = AppState {
             config: Arc::new(config),
@@ -92,11 +110,18 @@ impl App {
             store,
             metrics,
         };
-        Ok(App { state, listener, fcm, fallback })
+        Ok(App {
+            state,
+            listener,
+            fcm,
+            fallback,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn state(&self) -> &AppState {
@@ -105,7 +130,12 @@ impl App {
 
     /// Serves until `shutdown` resolves, then drains within the grace period.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) {
-        let App { state, listener, fcm, fallback } = self;
+        let App {
+            state,
+            listener,
+            fcm,
+            fallback,
+        } = self;
         let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
         let background = CancellationToken::new();
         let heartbeat = tokio::spawn(heartbeat(
@@ -114,13 +144,21 @@ impl App {
             background.clone(),
         ));
         let fallback_stop = CancellationToken::new();
-        let fallback_task = tokio::spawn(state.router.clone().run_fallback(fallback, fallback_stop.clone()));
+        let fallback_task = tokio::spawn(
+            state
+                .router
+                .clone()
+                .run_fallback(fallback, fallback_stop.clone()),
+        );
         let graceful = GracefulShutdown::new();
         let stop_accepting = CancellationToken::new();
         tracing::info!(
             node_id = state.hub.node_id(),
             "switchboard listening on http://{}",
-            listener.local_addr().map(|a| a.to_string()).unwrap_or_default()
+            listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default()
         );
         let server = crate::server::serve(
             listener,
@@ -135,14 +173,22 @@ impl App {
         }
         stop_accepting.cancel();
         let deadline = Instant::now() + grace;
-        tracing::info!(streams = state.hub.stream_count(), "shutting down: closing streams");
+        tracing::info!(
+            streams = state.hub.stream_count(),
+            "shutting down: closing streams"
+        );
         state.hub.shutdown_all();
-        if tokio::time::timeout_at(deadline, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout_at(deadline, graceful.shutdown())
+            .await
+            .is_err()
+        {
             tracing::warn!("connections still open at the end of the shutdown grace");
         }
         fallback_stop.cancel();
         let _ = tokio::time::timeout_at(deadline, fallback_task).await;
-        fcm.drain(deadline.saturating_duration_since(Instant::now())).await;
+        let _ = tokio::time::timeout_at(deadline, state.broker.shutdown()).await;
+        fcm.drain(deadline.saturating_duration_since(Instant::now()))
+            .await;
         background.cancel();
         let _ = heartbeat.await;
         state.store.close().await;

@@ -52,6 +52,8 @@ pub struct BrokerConfig {
     pub kind: BrokerKind,
     pub redis_url: String,
     pub presence_ttl_secs: u64,
+    pub namespace: String,
+    pub command_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -169,6 +171,20 @@ impl Config {
                 ));
             }
         }
+        let ns = &self.broker.namespace;
+        if ns.is_empty()
+            || ns.len() > 32
+            || !ns
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            errors.push(format!(
+                "broker.namespace = {ns:?} must be 1-32 characters of A-Z a-z 0-9 _ -"
+            ));
+        }
+        if self.broker.command_timeout_ms == 0 {
+            errors.push("broker.command_timeout_ms must be at least 1".into());
+        }
         if self.broker.presence_ttl_secs < 3 {
             errors.push("broker.presence_ttl_secs must be at least 3".into());
         }
@@ -256,7 +272,9 @@ mod tests {
     use super::*;
 
     fn with(toml: &str) -> Result<Config, ConfigError> {
-        Config::from_figment(Figment::from(Toml::string(EMBEDDED_DEFAULTS)).merge(Toml::string(toml)))
+        Config::from_figment(
+            Figment::from(Toml::string(EMBEDDED_DEFAULTS)).merge(Toml::string(toml)),
+        )
     }
 
     #[test]
@@ -269,14 +287,19 @@ mod tests {
 
     #[test]
     fn bad_listen_address_is_explained() {
-        let err = with("[server]\nlisten = \"localhost\"").unwrap_err().to_string();
+        let err = with("[server]\nlisten = \"localhost\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("server.listen"), "{err}");
     }
 
     #[test]
     fn unknown_broker_kind_names_the_key() {
         let err = with("[broker]\nkind = \"kafka\"").unwrap_err().to_string();
-        assert!(err.contains("broker.kind") && err.contains("kafka"), "{err}");
+        assert!(
+            err.contains("broker.kind") && err.contains("kafka"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -284,7 +307,10 @@ mod tests {
         let err = with("[fcm]\nservice_account = \"/nonexistent/key.json\"")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("fcm.service_account") && err.contains("cannot read"), "{err}");
+        assert!(
+            err.contains("fcm.service_account") && err.contains("cannot read"),
+            "{err}"
+        );
     }
 
     #[test]

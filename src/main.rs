@@ -12,7 +12,10 @@ use switchboard::config::Config;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(version, about = "Hybrid notification router: SSE for connected devices, FCM for the rest")]
+#[command(
+    version,
+    about = "Hybrid notification router: SSE for connected devices, FCM for the rest"
+)]
 struct Cli {
     /// Configuration file (default: ./config.toml if present, else the embedded defaults).
     #[arg(long, global = true)]
@@ -52,7 +55,11 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
-        Command::Token { user, ttl_secs, topics } => {
+        Command::Token {
+            user,
+            ttl_secs,
+            topics,
+        } => {
             if !switchboard::ids::valid_user_id(&user) {
                 eprintln!("switchboard: --user must be 1-128 characters of A-Z a-z 0-9 . _ : @ -");
                 return ExitCode::from(2);
@@ -65,7 +72,10 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: Config) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("switchboard: cannot start the runtime: {e}");

@@ -97,6 +97,7 @@ pub struct Metrics {
     pub broadcasts: Counter,
     pub broadcast_deliveries: Counter,
     pub broker_errors: Counter,
+    pub broker_messages_lost: Counter,
     pub overloaded: Counter,
 }
 
@@ -121,20 +122,41 @@ impl Metrics {
             "Open SSE streams on this node",
             sse_connections.clone(),
         );
-        let f = family(&mut r, "switchboard_sse_disconnects", "Streams ended, by reason");
-        let disconnects = DisconnectReason::ALL.map(|d| f.get_or_create_owned(&[("reason", d.as_str())]));
-        let f = family(&mut r, "switchboard_notifications", "Accepted notifications, by route");
-        let routes = [Route::Sse, Route::Fcm, Route::None].map(|x| f.get_or_create_owned(&[("route", x.as_str())]));
+        let f = family(
+            &mut r,
+            "switchboard_sse_disconnects",
+            "Streams ended, by reason",
+        );
+        let disconnects =
+            DisconnectReason::ALL.map(|d| f.get_or_create_owned(&[("reason", d.as_str())]));
+        let f = family(
+            &mut r,
+            "switchboard_notifications",
+            "Accepted notifications, by route",
+        );
+        let routes = [Route::Sse, Route::Fcm, Route::None]
+            .map(|x| f.get_or_create_owned(&[("route", x.as_str())]));
         let delivery_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
         r.register(
             "switchboard_delivery_latency_seconds",
             "Notification accept to written to a stream",
             delivery_latency.clone(),
         );
-        let f = family(&mut r, "switchboard_fcm_requests", "FCM send requests, by answer");
-        let fcm_results = FCM_RESULTS.iter().map(|x| f.get_or_create_owned(&[("result", x)])).collect();
+        let f = family(
+            &mut r,
+            "switchboard_fcm_requests",
+            "FCM send requests, by answer",
+        );
+        let fcm_results = FCM_RESULTS
+            .iter()
+            .map(|x| f.get_or_create_owned(&[("result", x)]))
+            .collect();
         let fcm_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
-        r.register("switchboard_fcm_latency_seconds", "FCM send request latency", fcm_latency.clone());
+        r.register(
+            "switchboard_fcm_latency_seconds",
+            "FCM send request latency",
+            fcm_latency.clone(),
+        );
         let f = family(
             &mut r,
             "switchboard_fcm_deliveries",
@@ -149,15 +171,26 @@ impl Metrics {
             fcm_tokens_pruned.clone(),
         );
         let fcm_queue_depth = Gauge::default();
-        r.register("switchboard_fcm_queue_depth", "FCM sends waiting for a slot", fcm_queue_depth.clone());
+        r.register(
+            "switchboard_fcm_queue_depth",
+            "FCM sends waiting for a slot",
+            fcm_queue_depth.clone(),
+        );
         let f = family(
             &mut r,
             "switchboard_fallbacks",
             "Notifications routed to a stream that went to FCM instead, by reason",
         );
-        let fallbacks = FALLBACK_REASONS.iter().map(|x| f.get_or_create_owned(&[("reason", x)])).collect();
+        let fallbacks = FALLBACK_REASONS
+            .iter()
+            .map(|x| f.get_or_create_owned(&[("reason", x)]))
+            .collect();
         let broadcasts = Counter::default();
-        r.register("switchboard_broadcasts", "Accepted broadcasts", broadcasts.clone());
+        r.register(
+            "switchboard_broadcasts",
+            "Accepted broadcasts",
+            broadcasts.clone(),
+        );
         let broadcast_deliveries = Counter::default();
         r.register(
             "switchboard_broadcast_deliveries",
@@ -165,9 +198,23 @@ impl Metrics {
             broadcast_deliveries.clone(),
         );
         let broker_errors = Counter::default();
-        r.register("switchboard_broker_errors", "Broker operations that failed", broker_errors.clone());
+        r.register(
+            "switchboard_broker_errors",
+            "Broker operations that failed",
+            broker_errors.clone(),
+        );
+        let broker_messages_lost = Counter::default();
+        r.register(
+            "switchboard_broker_messages_lost",
+            "Broker messages dropped because the dispatcher fell behind (should stay 0)",
+            broker_messages_lost.clone(),
+        );
         let overloaded = Counter::default();
-        r.register("switchboard_overloaded", "Requests refused with 503 for overload", overloaded.clone());
+        r.register(
+            "switchboard_overloaded",
+            "Requests refused with 503 for overload",
+            overloaded.clone(),
+        );
         Metrics {
             registry: r,
             sse_connections,
@@ -184,12 +231,16 @@ impl Metrics {
             broadcasts,
             broadcast_deliveries,
             broker_errors,
+            broker_messages_lost,
             overloaded,
         }
     }
 
     pub fn disconnect(&self, reason: DisconnectReason) {
-        let i = DisconnectReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        let i = DisconnectReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
         self.disconnects[i].inc();
     }
 
@@ -199,7 +250,10 @@ impl Metrics {
 
     /// Counts one FCM answer; unknown codes count as `other`.
     pub fn fcm_result(&self, result: &str) {
-        let i = FCM_RESULTS.iter().position(|r| *r == result).unwrap_or(FCM_RESULTS.len() - 1);
+        let i = FCM_RESULTS
+            .iter()
+            .position(|r| *r == result)
+            .unwrap_or(FCM_RESULTS.len() - 1);
         self.fcm_results[i].inc();
     }
 

@@ -106,7 +106,9 @@ impl NotifyRequest {
     /// Checks the request and turns it into an accepted notification with a fresh id.
     pub fn accept(self) -> Result<Notification, Invalid> {
         if !ids::valid_user_id(&self.user_id) {
-            return Err(bad("user_id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -"));
+            return Err(bad(
+                "user_id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -",
+            ));
         }
         if self.data.is_none() && self.notification.is_none() {
             return Err(bad("at least one of data or notification is required"));
@@ -121,12 +123,18 @@ impl NotifyRequest {
             }
         }
         if self.ttl_secs.is_some_and(|t| t > MAX_TTL_SECS) {
-            return Err(bad("ttl_secs must be at most 2419200 (28 days, FCM's maximum)"));
+            return Err(bad(
+                "ttl_secs must be at most 2419200 (28 days, FCM's maximum)",
+            ));
         }
         if self.collapse_key.as_ref().is_some_and(|k| k.len() > 256) {
             return Err(bad("collapse_key must be at most 256 bytes"));
         }
-        if self.idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 256) {
+        if self
+            .idempotency_key
+            .as_ref()
+            .is_some_and(|k| k.is_empty() || k.len() > 256)
+        {
             return Err(bad("idempotency_key must be 1-256 bytes"));
         }
         let now = crate::time::unix_micros();
@@ -332,15 +340,21 @@ mod tests {
     fn refuses_bad_requests() {
         assert!(req(r#"{"user_id":"u1"}"#).accept().is_err());
         assert!(req(r#"{"user_id":"a b","data":{}}"#).accept().is_err());
-        assert!(req(r#"{"user_id":"u","data":{"google.x":"1"}}"#).accept().is_err());
-        assert!(serde_json::from_str::<NotifyRequest>(r#"{"user_id":"u","data":{"k":1}}"#).is_err());
+        assert!(req(r#"{"user_id":"u","data":{"google.x":"1"}}"#)
+            .accept()
+            .is_err());
+        assert!(
+            serde_json::from_str::<NotifyRequest>(r#"{"user_id":"u","data":{"k":1}}"#).is_err()
+        );
         assert!(serde_json::from_str::<NotifyRequest>(r#"{"user_id":"u","bogus":1}"#).is_err());
     }
 
     #[test]
     fn payload_limit_counts_data_and_notification() {
         let big = "x".repeat(4000);
-        let body = format!(r#"{{"user_id":"u","data":{{"k":"{big}"}},"notification":{{"body":"{big}"}}}}"#);
+        let body = format!(
+            r#"{{"user_id":"u","data":{{"k":"{big}"}},"notification":{{"body":"{big}"}}}}"#
+        );
         assert!(matches!(req(&body).accept(), Err(Invalid::TooLarge(_))));
         let ok = format!(r#"{{"user_id":"u","data":{{"k":"{}"}}}}"#, "x".repeat(3000));
         assert!(req(&ok).accept().is_ok());

@@ -39,7 +39,12 @@ impl NotificationRouter {
         fcm: Arc<FcmSender>,
         metrics: Arc<Metrics>,
     ) -> NotificationRouter {
-        NotificationRouter { broker, store, fcm, metrics }
+        NotificationRouter {
+            broker,
+            store,
+            fcm,
+            metrics,
+        }
     }
 
     /// Routes one accepted notification.
@@ -60,7 +65,11 @@ impl NotificationRouter {
     /// Sends to every registered device of an offline user. `refuse_when_full` is for the
     /// producer's own request (answer 503, nothing sent); an already accepted notification
     /// waits for room instead.
-    async fn offline(&self, n: &SharedNotification, refuse_when_full: bool) -> Result<Route, RouteError> {
+    async fn offline(
+        &self,
+        n: &SharedNotification,
+        refuse_when_full: bool,
+    ) -> Result<Route, RouteError> {
         if !self.fcm.enabled() {
             return Ok(Route::None);
         }
@@ -70,7 +79,10 @@ impl NotificationRouter {
         }
         let jobs = devices
             .into_iter()
-            .map(|device| Job { notification: n.clone(), device })
+            .map(|device| Job {
+                notification: n.clone(),
+                device,
+            })
             .collect();
         if refuse_when_full {
             self.fcm.try_enqueue(jobs).inspect_err(|_| {
@@ -105,7 +117,13 @@ impl NotificationRouter {
                     rx.recv().await
                 }
             };
-            let Some(Fallback { notification, reason }) = fallback else { break };
+            let Some(Fallback {
+                notification,
+                reason,
+            }) = fallback
+            else {
+                break;
+            };
             tracing::debug!(notification_id = %notification.id, reason, "falling back to FCM");
             if let Err(e) = self.offline(&notification, false).await {
                 tracing::error!(notification_id = %notification.id, error = %e, "fallback failed");

@@ -29,7 +29,10 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(1024);
     loop {
         let (tcp, _peer) = tokio::select! {
             _ = stop.cancelled() => break,
@@ -61,7 +64,12 @@ pub async fn serve(
                 Ok(()) => true,
                 // The client closed its side while a response (a stream) was still going:
                 // that is how an SSE client leaves.
-                Err(e) if e.downcast_ref::<hyper::Error>().is_some_and(|h| h.is_incomplete_message()) => true,
+                Err(e)
+                    if e.downcast_ref::<hyper::Error>()
+                        .is_some_and(|h| h.is_incomplete_message()) =>
+                {
+                    true
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "connection broke");
                     false

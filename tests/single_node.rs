@@ -33,8 +33,16 @@ async fn online_user_gets_the_event_over_sse_with_the_id_from_the_answer() {
     assert_eq!(data["data"]["order"], "42");
     assert_eq!(data["notification"]["title"], "Filled");
     assert!(data["sent_at"].as_u64().unwrap() > 1_700_000_000_000);
-    assert!(app.metric("switchboard_notifications_total{route=\"sse\"}").await >= 1.0);
-    assert!(app.metric("switchboard_delivery_latency_seconds_count").await >= 1.0);
+    assert!(
+        app.metric("switchboard_notifications_total{route=\"sse\"}")
+            .await
+            >= 1.0
+    );
+    assert!(
+        app.metric("switchboard_delivery_latency_seconds_count")
+            .await
+            >= 1.0
+    );
 }
 
 #[tokio::test]
@@ -59,23 +67,35 @@ async fn offline_user_with_a_device_gets_an_fcm_message_carrying_the_data() {
     assert_eq!(m["android"]["priority"], "normal");
     assert_eq!(m["android"]["ttl"], "60s");
     assert_eq!(m["android"]["collapse_key"], "c1");
-    assert_eq!(app.wait_metric("switchboard_fcm_requests_total{result=\"ok\"}", 1.0, WAIT).await, 1.0);
+    assert_eq!(
+        app.wait_metric("switchboard_fcm_requests_total{result=\"ok\"}", 1.0, WAIT)
+            .await,
+        1.0
+    );
 }
 
 #[tokio::test]
 async fn offline_user_without_a_device_routes_none() {
     let app = TestApp::spawn_with(Options::with_fcm()).await;
-    let (status, answer) = app.notify(json!({"user_id": "carol", "data": {"k": "v"}})).await;
+    let (status, answer) = app
+        .notify(json!({"user_id": "carol", "data": {"k": "v"}}))
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(answer["route"], "none");
-    assert_eq!(app.metric("switchboard_notifications_total{route=\"none\"}").await, 1.0);
+    assert_eq!(
+        app.metric("switchboard_notifications_total{route=\"none\"}")
+            .await,
+        1.0
+    );
 }
 
 #[tokio::test]
 async fn without_a_service_account_offline_users_route_none_and_the_log_says_so() {
     let app = TestApp::spawn().await;
     app.register_device("dave", "pixel", "tok-dave").await;
-    let (_, answer) = app.notify(json!({"user_id": "dave", "data": {"k": "v"}})).await;
+    let (_, answer) = app
+        .notify(json!({"user_id": "dave", "data": {"k": "v"}}))
+        .await;
     assert_eq!(answer["route"], "none");
     assert!(app.log_contains("FCM is disabled"));
 }
@@ -85,49 +105,101 @@ async fn unregistered_token_is_pruned_from_the_store() {
     let app = TestApp::spawn_with(Options::with_fcm()).await;
     app.register_device("erin", "old-phone", "tok-dead").await;
     app.register_device("erin", "new-phone", "tok-live").await;
-    app.mock().control("unregistered", json!({"tokens": ["tok-dead"]})).await;
+    app.mock()
+        .control("unregistered", json!({"tokens": ["tok-dead"]}))
+        .await;
 
-    let (_, first) = app.notify(json!({"user_id": "erin", "data": {"n": "1"}})).await;
+    let (_, first) = app
+        .notify(json!({"user_id": "erin", "data": {"n": "1"}}))
+        .await;
     assert_eq!(first["route"], "fcm");
-    assert_eq!(app.wait_metric("switchboard_fcm_tokens_pruned_total", 1.0, WAIT).await, 1.0);
-    app.mock().control("unregistered", json!({"tokens": []})).await;
+    assert_eq!(
+        app.wait_metric("switchboard_fcm_tokens_pruned_total", 1.0, WAIT)
+            .await,
+        1.0
+    );
+    app.mock()
+        .control("unregistered", json!({"tokens": []}))
+        .await;
     app.mock().wait_messages(1, WAIT).await;
 
     // The second notification only targets the remaining device.
-    app.notify(json!({"user_id": "erin", "data": {"n": "2"}})).await;
+    app.notify(json!({"user_id": "erin", "data": {"n": "2"}}))
+        .await;
     let messages = app.mock().wait_messages(2, WAIT).await;
-    let tokens: Vec<_> = messages.iter().map(|m| m["message"]["token"].as_str().unwrap().to_string()).collect();
+    let tokens: Vec<_> = messages
+        .iter()
+        .map(|m| m["message"]["token"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(tokens, ["tok-live", "tok-live"]);
-    assert_eq!(app.metric("switchboard_fcm_requests_total{result=\"unregistered\"}").await, 1.0);
+    assert_eq!(
+        app.metric("switchboard_fcm_requests_total{result=\"unregistered\"}")
+            .await,
+        1.0
+    );
 }
 
 #[tokio::test]
 async fn a_429_with_retry_after_is_retried_to_success() {
     let app = TestApp::spawn_with(Options::with_fcm()).await;
     app.register_device("frank", "pixel", "tok-frank").await;
-    app.mock().control("faults", json!({"status": 429, "count": 1, "retry_after_secs": 1})).await;
+    app.mock()
+        .control(
+            "faults",
+            json!({"status": 429, "count": 1, "retry_after_secs": 1}),
+        )
+        .await;
 
     let started = std::time::Instant::now();
-    app.notify(json!({"user_id": "frank", "data": {"k": "v"}})).await;
+    app.notify(json!({"user_id": "frank", "data": {"k": "v"}}))
+        .await;
     let messages = app.mock().wait_messages(1, Duration::from_secs(10)).await;
 
     assert_eq!(messages.len(), 1);
-    assert!(started.elapsed() >= Duration::from_millis(950), "Retry-After was not honoured");
-    assert_eq!(app.metric("switchboard_fcm_requests_total{result=\"quota_exceeded\"}").await, 1.0);
-    assert_eq!(app.wait_metric("switchboard_fcm_deliveries_total{status=\"fcm_accepted\"}", 1.0, WAIT).await, 1.0);
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "Retry-After was not honoured"
+    );
+    assert_eq!(
+        app.metric("switchboard_fcm_requests_total{result=\"quota_exceeded\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        app.wait_metric(
+            "switchboard_fcm_deliveries_total{status=\"fcm_accepted\"}",
+            1.0,
+            WAIT
+        )
+        .await,
+        1.0
+    );
 }
 
 #[tokio::test]
 async fn a_503_storm_longer_than_the_retry_budget_ends_as_fcm_failed() {
     let app = TestApp::spawn_with(Options::with_fcm()).await;
     app.register_device("gina", "pixel", "tok-gina").await;
-    app.mock().control("faults", json!({"status": 503, "count": 100})).await;
+    app.mock()
+        .control("faults", json!({"status": 503, "count": 100}))
+        .await;
 
-    app.notify(json!({"user_id": "gina", "data": {"k": "v"}})).await;
+    app.notify(json!({"user_id": "gina", "data": {"k": "v"}}))
+        .await;
 
-    let failed = app.wait_metric("switchboard_fcm_deliveries_total{status=\"fcm_failed\"}", 1.0, WAIT).await;
+    let failed = app
+        .wait_metric(
+            "switchboard_fcm_deliveries_total{status=\"fcm_failed\"}",
+            1.0,
+            WAIT,
+        )
+        .await;
     assert_eq!(failed, 1.0, "the send did not end within the retry budget");
-    assert_eq!(app.metric("switchboard_fcm_requests_total{result=\"unavailable\"}").await, 3.0);
+    assert_eq!(
+        app.metric("switchboard_fcm_requests_total{result=\"unavailable\"}")
+            .await,
+        3.0
+    );
     assert!(app.mock().messages().await.is_empty());
 }
 
@@ -135,14 +207,20 @@ async fn a_503_storm_longer_than_the_retry_budget_ends_as_fcm_failed() {
 async fn a_revoked_oauth_token_is_refreshed_once() {
     let app = TestApp::spawn_with(Options::with_fcm()).await;
     app.register_device("hank", "pixel", "tok-hank").await;
-    app.notify(json!({"user_id": "hank", "data": {"n": "1"}})).await;
+    app.notify(json!({"user_id": "hank", "data": {"n": "1"}}))
+        .await;
     app.mock().wait_messages(1, WAIT).await;
     app.mock().control("revoke_tokens", json!({})).await;
 
-    app.notify(json!({"user_id": "hank", "data": {"n": "2"}})).await;
+    app.notify(json!({"user_id": "hank", "data": {"n": "2"}}))
+        .await;
 
     assert_eq!(app.mock().wait_messages(2, WAIT).await.len(), 2);
-    assert_eq!(app.metric("switchboard_fcm_requests_total{result=\"unauthenticated\"}").await, 1.0);
+    assert_eq!(
+        app.metric("switchboard_fcm_requests_total{result=\"unauthenticated\"}")
+            .await,
+        1.0
+    );
     assert!(app.mock().stats().await["tokens_issued"].as_u64().unwrap() >= 2);
 }
 
@@ -150,10 +228,25 @@ async fn a_revoked_oauth_token_is_refreshed_once() {
 async fn permanent_fcm_errors_are_not_retried() {
     let app = TestApp::spawn_with(Options::with_fcm()).await;
     app.register_device("ivy", "pixel", "tok-ivy").await;
-    app.mock().control("faults", json!({"status": 403, "count": 1})).await;
-    app.notify(json!({"user_id": "ivy", "data": {"k": "v"}})).await;
-    assert_eq!(app.wait_metric("switchboard_fcm_deliveries_total{status=\"fcm_failed\"}", 1.0, WAIT).await, 1.0);
-    assert_eq!(app.metric("switchboard_fcm_requests_total{result=\"sender_id_mismatch\"}").await, 1.0);
+    app.mock()
+        .control("faults", json!({"status": 403, "count": 1}))
+        .await;
+    app.notify(json!({"user_id": "ivy", "data": {"k": "v"}}))
+        .await;
+    assert_eq!(
+        app.wait_metric(
+            "switchboard_fcm_deliveries_total{status=\"fcm_failed\"}",
+            1.0,
+            WAIT
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        app.metric("switchboard_fcm_requests_total{result=\"sender_id_mismatch\"}")
+            .await,
+        1.0
+    );
     assert!(app.mock().messages().await.is_empty());
 }
 
@@ -171,7 +264,10 @@ async fn bad_and_expired_client_tokens_get_401() {
         )
         .unwrap()
     };
-    for (token, code) in [("not-a-jwt", "invalid_token"), (expired.as_str(), "token_expired")] {
+    for (token, code) in [
+        ("not-a-jwt", "invalid_token"),
+        (expired.as_str(), "token_expired"),
+    ] {
         let s = SseStream::open(&url, token).await;
         assert_eq!(s.status, StatusCode::UNAUTHORIZED, "{token}");
         let resp = app.http.get(&url).bearer_auth(token).send().await.unwrap();
@@ -181,7 +277,12 @@ async fn bad_and_expired_client_tokens_get_401() {
     let resp = app.http.get(&url).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     // Browsers' EventSource passes the token in the query.
-    let resp = app.http.get(format!("{url}?access_token={}", app.token("u1"))).send().await.unwrap();
+    let resp = app
+        .http
+        .get(format!("{url}?access_token={}", app.token("u1")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
@@ -197,7 +298,14 @@ async fn a_client_token_cannot_call_the_producer_api() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    let resp = app.http.post(app.url("/v1/notify")).bearer_auth("wrong-key").json(&json!({})).send().await.unwrap();
+    let resp = app
+        .http
+        .post(app.url("/v1/notify"))
+        .bearer_auth("wrong-key")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_token");
@@ -209,12 +317,16 @@ async fn oversize_payloads_get_413_and_nothing_reaches_fcm() {
     app.register_device("judy", "pixel", "tok-judy").await;
 
     let big = "x".repeat(4100);
-    let (status, body) = app.notify(json!({"user_id": "judy", "data": {"k": big}})).await;
+    let (status, body) = app
+        .notify(json!({"user_id": "judy", "data": {"k": big}}))
+        .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert_eq!(body["error"]["code"], "payload_too_large");
 
     let huge = "y".repeat(70 * 1024);
-    let (status, body) = app.notify(json!({"user_id": "judy", "data": {"k": huge}})).await;
+    let (status, body) = app
+        .notify(json!({"user_id": "judy", "data": {"k": huge}}))
+        .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
 
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -238,16 +350,26 @@ async fn malformed_input_gets_400_and_wrong_content_type_415() {
         (r#"{"user_id": 5, "data": {}}"#, "invalid_request"),
         (r#"{"user_id": "u", "data": {"k": 1}}"#, "invalid_request"),
         (r#"{"user_id": "u"}"#, "invalid_request"),
-        (r#"{"user_id": "a b", "data": {"k": "v"}}"#, "invalid_request"),
-        (r#"{"user_id": "u", "data": {"k": "v"}, "priority": "urgent"}"#, "invalid_request"),
+        (
+            r#"{"user_id": "a b", "data": {"k": "v"}}"#,
+            "invalid_request",
+        ),
+        (
+            r#"{"user_id": "u", "data": {"k": "v"}, "priority": "urgent"}"#,
+            "invalid_request",
+        ),
     ] {
         let resp = post(body, "application/json").await.unwrap();
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{body}");
         let v: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(v["error"]["code"], code, "{body}: {v}");
-        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
     }
-    let resp = post(r#"{"user_id":"u","data":{"k":"v"}}"#, "text/plain").await.unwrap();
+    let resp = post(r#"{"user_id":"u","data":{"k":"v"}}"#, "text/plain")
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let (status, _) = app.producer(Method::GET, "/v1/nowhere", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -285,7 +407,11 @@ async fn broadcast_reaches_topic_subscribers_only() {
     let mut other = app.stream("u3", "topics=sports").await;
 
     let (status, answer) = app
-        .producer(Method::POST, "/v1/broadcast", Some(json!({"topic": "live-chat", "data": {"msg": "hi"}})))
+        .producer(
+            Method::POST,
+            "/v1/broadcast",
+            Some(json!({"topic": "live-chat", "data": {"msg": "hi"}})),
+        )
         .await;
 
     assert_eq!(status, StatusCode::ACCEPTED);
@@ -317,19 +443,32 @@ async fn presence_shows_the_stream_and_forgets_it_on_disconnect() {
     let p = app.presence("leo").await;
     assert_eq!(p["online"], true);
     assert_eq!(p["connections"][0]["device_id"], "tablet");
-    assert!(p["connections"][0]["node_id"].as_str().unwrap().starts_with("node-"));
+    assert!(p["connections"][0]["node_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("node-"));
     assert!(p["connections"][0]["connected_at"].as_u64().is_some());
 
     stream.close();
 
-    assert!(eventually(WAIT, || async { app.presence("leo").await["online"] == false }).await);
-    let (_, answer) = app.notify(json!({"user_id": "leo", "data": {"k": "v"}})).await;
+    assert!(
+        eventually(WAIT, || async {
+            app.presence("leo").await["online"] == false
+        })
+        .await
+    );
+    let (_, answer) = app
+        .notify(json!({"user_id": "leo", "data": {"k": "v"}}))
+        .await;
     assert_eq!(answer["route"], "none");
 }
 
 #[tokio::test]
 async fn the_per_user_stream_limit_answers_429() {
-    let app = TestApp::spawn_with(Options::default().env("SWITCHBOARD__SSE__MAX_CONNECTIONS_PER_USER", "2")).await;
+    let app = TestApp::spawn_with(
+        Options::default().env("SWITCHBOARD__SSE__MAX_CONNECTIONS_PER_USER", "2"),
+    )
+    .await;
     let _a = app.stream("mia", "device_id=a").await;
     let _b = app.stream("mia", "device_id=b").await;
     let third = SseStream::open(&app.url("/v1/events?device_id=c"), &app.token("mia")).await;
@@ -344,14 +483,35 @@ async fn disconnect_reasons_are_counted() {
     let app = TestApp::spawn().await;
     let mut first = app.stream("nina", "device_id=phone").await;
     let _second = app.stream("nina", "device_id=phone").await;
-    assert!(first.next_event(WAIT).await.is_none() && first.ended(), "the replaced stream ends");
-    assert_eq!(app.wait_metric("switchboard_sse_disconnects_total{reason=\"replaced\"}", 1.0, WAIT).await, 1.0);
+    assert!(
+        first.next_event(WAIT).await.is_none() && first.ended(),
+        "the replaced stream ends"
+    );
+    assert_eq!(
+        app.wait_metric(
+            "switchboard_sse_disconnects_total{reason=\"replaced\"}",
+            1.0,
+            WAIT
+        )
+        .await,
+        1.0
+    );
 
     let leaving = app.stream("omar", "").await;
     leaving.close();
-    let closed = app.wait_metric("switchboard_sse_disconnects_total{reason=\"client_closed\"}", 1.0, WAIT).await;
+    let closed = app
+        .wait_metric(
+            "switchboard_sse_disconnects_total{reason=\"client_closed\"}",
+            1.0,
+            WAIT,
+        )
+        .await;
     assert_eq!(closed, 1.0);
-    assert_eq!(app.metric("switchboard_sse_disconnects_total{reason=\"write_error\"}").await, 0.0);
+    assert_eq!(
+        app.metric("switchboard_sse_disconnects_total{reason=\"write_error\"}")
+            .await,
+        0.0
+    );
     assert_eq!(app.metric("switchboard_sse_connections").await, 1.0);
 }
 
@@ -380,7 +540,15 @@ async fn operations_endpoints_answer() {
     assert_eq!(r.status(), StatusCode::OK);
     let r = app.http.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for name in [
         "switchboard_sse_connections",
         "switchboard_sse_disconnects_total",
@@ -395,17 +563,26 @@ async fn operations_endpoints_answer() {
 
 #[tokio::test]
 async fn cors_allows_configured_origins_only() {
-    let app = TestApp::spawn_with(Options::default().env("SWITCHBOARD__SERVER__CORS_ORIGINS", "[https://app.example]")).await;
+    let app = TestApp::spawn_with(
+        Options::default().env("SWITCHBOARD__SERVER__CORS_ORIGINS", "[https://app.example]"),
+    )
+    .await;
     let preflight = |origin: &'static str| {
         app.http
             .request(Method::OPTIONS, app.url("/v1/events"))
             .header("origin", origin)
             .header("access-control-request-method", "GET")
-            .header("access-control-request-headers", "authorization,last-event-id")
+            .header(
+                "access-control-request-headers",
+                "authorization,last-event-id",
+            )
             .send()
     };
     let ok = preflight("https://app.example").await.unwrap();
-    assert_eq!(ok.headers()["access-control-allow-origin"], "https://app.example");
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
     let other = preflight("https://evil.example").await.unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
@@ -420,8 +597,16 @@ async fn devices_register_replace_and_delete() {
     assert!(d["updated_at"].as_i64().is_some());
     assert!(d.get("fcm_token").is_none(), "the token is not echoed");
 
-    let del = |user: &str| app.http.delete(app.url("/v1/devices/phone-1")).bearer_auth(app.token(user)).send();
-    assert_eq!(del("someone-else").await.unwrap().status(), StatusCode::NOT_FOUND);
+    let del = |user: &str| {
+        app.http
+            .delete(app.url("/v1/devices/phone-1"))
+            .bearer_auth(app.token(user))
+            .send()
+    };
+    assert_eq!(
+        del("someone-else").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(del("rita").await.unwrap().status(), StatusCode::NO_CONTENT);
     let bad = app
         .http

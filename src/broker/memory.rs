@@ -57,4 +57,8 @@ impl Broker for MemoryBroker {
     fn ping(&self) -> BrokerFuture<()> {
         ready(Ok(())).boxed()
     }
+
+    fn shutdown(&self) -> futures::future::BoxFuture<'static, ()> {
+        ready(()).boxed()
+    }
 }

@@ -5,6 +5,7 @@
 //! Implementations: [`memory::MemoryBroker`] (one node) and, in multi-node mode, Redis.
 
 pub mod memory;
+pub mod redis;
 
 use std::sync::{Arc, Weak};
 
@@ -66,4 +67,6 @@ pub trait Broker: Send + Sync {
     fn presence(&self, user: &str) -> BrokerFuture<Vec<Connection>>;
     /// Answers when the broker is reachable (`/readyz`).
     fn ping(&self) -> BrokerFuture<()>;
+    /// Writes what is pending and withdraws this node (after its streams have closed).
+    fn shutdown(&self) -> BoxFuture<'static, ()>;
 }

@@ -12,11 +12,16 @@ pub enum Answer {
     /// The token is no longer valid: delete it.
     Unregistered,
     /// Transient: try again after backoff (or the server's Retry-After).
-    Retry { code: &'static str, retry_after: Option<Duration> },
+    Retry {
+        code: &'static str,
+        retry_after: Option<Duration>,
+    },
     /// Our OAuth token was refused: fetch a new one, once.
     Unauthenticated,
     /// Permanent for this message.
-    Fatal { code: &'static str },
+    Fatal {
+        code: &'static str,
+    },
 }
 
 impl Answer {
@@ -67,9 +72,21 @@ pub fn classify(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) 
     let retry = |code| Answer::Retry { code, retry_after };
     match fcm_error_code(body).as_deref() {
         Some("UNREGISTERED") => return Answer::Unregistered,
-        Some("INVALID_ARGUMENT") => return Answer::Fatal { code: "invalid_argument" },
-        Some("SENDER_ID_MISMATCH") => return Answer::Fatal { code: "sender_id_mismatch" },
-        Some("THIRD_PARTY_AUTH_ERROR") => return Answer::Fatal { code: "third_party_auth_error" },
+        Some("INVALID_ARGUMENT") => {
+            return Answer::Fatal {
+                code: "invalid_argument",
+            }
+        }
+        Some("SENDER_ID_MISMATCH") => {
+            return Answer::Fatal {
+                code: "sender_id_mismatch",
+            }
+        }
+        Some("THIRD_PARTY_AUTH_ERROR") => {
+            return Answer::Fatal {
+                code: "third_party_auth_error",
+            }
+        }
         Some("QUOTA_EXCEEDED") => return retry("quota_exceeded"),
         Some("UNAVAILABLE") => return retry("unavailable"),
         Some("INTERNAL") => return retry("internal"),
@@ -80,7 +97,9 @@ pub fn classify(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) 
         429 => retry("quota_exceeded"),
         500 => retry("internal"),
         502..=504 => retry("unavailable"),
-        400 => Answer::Fatal { code: "invalid_argument" },
+        400 => Answer::Fatal {
+            code: "invalid_argument",
+        },
         _ => Answer::Fatal { code: "other" },
     }
 }
@@ -111,30 +130,61 @@ mod tests {
         let s = StatusCode::from_u16;
         assert_eq!(classify(s(200).unwrap(), None, b"{}"), Answer::Accepted);
         assert_eq!(
-            classify(s(404).unwrap(), None, &google(404, "NOT_FOUND", "UNREGISTERED")),
+            classify(
+                s(404).unwrap(),
+                None,
+                &google(404, "NOT_FOUND", "UNREGISTERED")
+            ),
             Answer::Unregistered
         );
         let ra = Some(Duration::from_secs(2));
         assert_eq!(
-            classify(s(429).unwrap(), ra, &google(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED")),
-            Answer::Retry { code: "quota_exceeded", retry_after: ra }
+            classify(
+                s(429).unwrap(),
+                ra,
+                &google(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED")
+            ),
+            Answer::Retry {
+                code: "quota_exceeded",
+                retry_after: ra
+            }
         );
         assert_eq!(classify(s(503).unwrap(), None, b"").label(), "unavailable");
         assert_eq!(classify(s(500).unwrap(), None, b"").label(), "internal");
         assert_eq!(
-            classify(s(400).unwrap(), None, &google(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT")),
-            Answer::Fatal { code: "invalid_argument" }
+            classify(
+                s(400).unwrap(),
+                None,
+                &google(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT")
+            ),
+            Answer::Fatal {
+                code: "invalid_argument"
+            }
         );
         assert_eq!(
-            classify(s(403).unwrap(), None, &google(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH")).label(),
+            classify(
+                s(403).unwrap(),
+                None,
+                &google(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH")
+            )
+            .label(),
             "sender_id_mismatch"
         );
         assert_eq!(
-            classify(s(401).unwrap(), None, &google(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR")).label(),
+            classify(
+                s(401).unwrap(),
+                None,
+                &google(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR")
+            )
+            .label(),
             "third_party_auth_error"
         );
         assert_eq!(
-            classify(s(401).unwrap(), None, br#"{"error":{"code":401,"status":"UNAUTHENTICATED"}}"#),
+            classify(
+                s(401).unwrap(),
+                None,
+                br#"{"error":{"code":401,"status":"UNAUTHENTICATED"}}"#
+            ),
             Answer::Unauthenticated
         );
     }

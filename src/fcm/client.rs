@@ -19,7 +19,10 @@ const SCOPES: [&str; 1] = ["https://www.googleapis.com/auth/firebase.messaging"]
 #[derive(Debug, thiserror::Error)]
 pub enum FcmSetupError {
     #[error("fcm.service_account {path:?}: {source}")]
-    Key { path: String, source: std::io::Error },
+    Key {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("fcm: cannot build the OAuth client: {0}")]
     Auth(std::io::Error),
     #[error("fcm: cannot build the HTTP client: {0}")]
@@ -46,9 +49,14 @@ impl RetryPolicy {
     /// Exponential backoff with jitter (50–100 % of the step); a Retry-After, when given, is
     /// the floor. Both are capped by `max` so one message cannot hold a slot for long.
     fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let step = self.base.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(self.max);
+        let step = self
+            .base
+            .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+            .min(self.max);
         let jittered = step.mul_f64(rand::rng().random_range(0.5..=1.0));
-        retry_after.map_or(jittered, |ra| ra.max(jittered)).min(self.max)
+        retry_after
+            .map_or(jittered, |ra| ra.max(jittered))
+            .min(self.max)
     }
 }
 
@@ -149,11 +157,17 @@ impl FcmClient {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "FCM OAuth token unavailable");
-                return Answer::Retry { code: "transport_error", retry_after: None };
+                return Answer::Retry {
+                    code: "transport_error",
+                    retry_after: None,
+                };
             }
         };
         let Some(token) = token.token() else {
-            return Answer::Retry { code: "transport_error", retry_after: None };
+            return Answer::Retry {
+                code: "transport_error",
+                retry_after: None,
+            };
         };
         let started = Instant::now();
         let response = self
@@ -167,7 +181,10 @@ impl FcmClient {
         let answer = match response {
             Err(e) => {
                 tracing::debug!(error = %e, "FCM request failed");
-                Answer::Retry { code: "transport_error", retry_after: None }
+                Answer::Retry {
+                    code: "transport_error",
+                    retry_after: None,
+                }
             }
             Ok(resp) => {
                 let status = resp.status();
@@ -184,7 +201,9 @@ impl FcmClient {
                 classify(status, retry_after, &body)
             }
         };
-        self.metrics.fcm_latency.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .fcm_latency
+            .observe(started.elapsed().as_secs_f64());
         answer
     }
 }
@@ -205,7 +224,13 @@ mod tests {
         let d3 = p.delay(3, None);
         assert!(d3 >= Duration::from_millis(200) && d3 <= Duration::from_millis(400));
         assert!(p.delay(10, None) <= Duration::from_secs(1));
-        assert_eq!(p.delay(1, Some(Duration::from_millis(700))), Duration::from_millis(700));
-        assert_eq!(p.delay(1, Some(Duration::from_secs(60))), Duration::from_secs(1));
+        assert_eq!(
+            p.delay(1, Some(Duration::from_millis(700))),
+            Duration::from_millis(700)
+        );
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(60))),
+            Duration::from_secs(1)
+        );
     }
 }

@@ -81,7 +81,9 @@ impl FcmSender {
 
     /// Queues all of `jobs` or none (a notify either fully goes to FCM or is refused).
     pub fn try_enqueue(&self, jobs: Vec<Job>) -> Result<(), Overloaded> {
-        let Some(queue) = &self.queue else { return Ok(()) };
+        let Some(queue) = &self.queue else {
+            return Ok(());
+        };
         let permits = queue.try_reserve_many(jobs.len()).map_err(|_| Overloaded)?;
         for (permit, job) in permits.zip(jobs) {
             self.metrics.fcm_queue_depth.inc();
@@ -136,7 +138,9 @@ impl Dispatcher {
                 job = rx.recv() => job,
             };
             let Some(job) = job else { break };
-            let Ok(slot) = self.slots.clone().acquire_owned().await else { break };
+            let Ok(slot) = self.slots.clone().acquire_owned().await else {
+                break;
+            };
             self.metrics.fcm_queue_depth.dec();
             let client = self.client.clone();
             let store = self.store.clone();

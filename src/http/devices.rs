@@ -22,7 +22,9 @@ fn check_device_id(device_id: &str) -> Result<(), ApiError> {
     if ids::valid_device_id(device_id) {
         Ok(())
     } else {
-        Err(ApiError::bad_request("device_id must be 1-128 characters of A-Z a-z 0-9 . _ : -"))
+        Err(ApiError::bad_request(
+            "device_id must be 1-128 characters of A-Z a-z 0-9 . _ : -",
+        ))
     }
 }
 
@@ -35,9 +37,14 @@ pub async fn register(
     check_device_id(&device_id)?;
     let token = req.fcm_token.trim();
     if token.is_empty() || token.len() > 4096 || token.chars().any(char::is_whitespace) {
-        return Err(ApiError::bad_request("fcm_token must be 1-4096 characters without spaces"));
+        return Err(ApiError::bad_request(
+            "fcm_token must be 1-4096 characters without spaces",
+        ));
     }
-    let device = state.store.upsert_device(&claims.sub, &device_id, token, req.platform).await?;
+    let device = state
+        .store
+        .upsert_device(&claims.sub, &device_id, token, req.platform)
+        .await?;
     tracing::info!(user_id = %claims.sub, device_id, "device registered");
     Ok(Json(device))
 }

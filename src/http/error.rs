@@ -22,7 +22,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), retry_after: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -33,7 +38,11 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
-    pub fn unavailable(code: &'static str, message: impl Into<String>, retry_after: u64) -> ApiError {
+    pub fn unavailable(
+        code: &'static str,
+        message: impl Into<String>,
+        retry_after: u64,
+    ) -> ApiError {
         ApiError {
             retry_after: Some(retry_after),
             ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
@@ -43,7 +52,11 @@ impl ApiError {
     /// An internal failure: logged in full, answered generically.
     pub fn internal(detail: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %detail, "internal error");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
     }
 
     pub fn body(&self) -> serde_json::Value {
@@ -55,7 +68,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body())).into_response();
         if let Some(secs) = self.retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -66,7 +81,9 @@ impl From<AuthError> for ApiError {
         let (status, code) = match e {
             AuthError::Missing => (StatusCode::UNAUTHORIZED, "missing_token"),
             AuthError::Expired => (StatusCode::UNAUTHORIZED, "token_expired"),
-            AuthError::Invalid | AuthError::BadSubject => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            AuthError::Invalid | AuthError::BadSubject => {
+                (StatusCode::UNAUTHORIZED, "invalid_token")
+            }
             AuthError::ClientTokenOnProducerApi => (StatusCode::FORBIDDEN, "forbidden"),
         };
         ApiError::new(status, code, e.to_string())
@@ -77,7 +94,11 @@ impl From<Invalid> for ApiError {
     fn from(e: Invalid) -> ApiError {
         match e {
             Invalid::BadRequest(m) => ApiError::bad_request(m),
-            Invalid::TooLarge(_) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.to_string()),
+            Invalid::TooLarge(_) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                e.to_string(),
+            ),
         }
     }
 }
@@ -87,12 +108,18 @@ impl From<RouteError> for ApiError {
         match e {
             RouteError::Broker(b) => {
                 tracing::warn!(error = %b, "broker unavailable");
-                ApiError::unavailable("broker_unavailable", "the broker is unreachable; retry shortly", 1)
+                ApiError::unavailable(
+                    "broker_unavailable",
+                    "the broker is unreachable; retry shortly",
+                    1,
+                )
             }
             RouteError::Store(s) => ApiError::internal(s),
-            RouteError::Overloaded(_) => {
-                ApiError::unavailable("overloaded", "too many FCM sends are waiting; retry shortly", 1)
-            }
+            RouteError::Overloaded(_) => ApiError::unavailable(
+                "overloaded",
+                "too many FCM sends are waiting; retry shortly",
+                1,
+            ),
         }
     }
 }
@@ -106,11 +133,21 @@ impl From<StoreError> for ApiError {
 impl From<OpenError> for ApiError {
     fn from(e: OpenError) -> ApiError {
         match e {
-            OpenError::TooMany(_) => ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_streams", e.to_string()),
-            OpenError::ShuttingDown => ApiError::unavailable("shutting_down", "this node is shutting down", 1),
+            OpenError::TooMany(_) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_streams",
+                e.to_string(),
+            ),
+            OpenError::ShuttingDown => {
+                ApiError::unavailable("shutting_down", "this node is shutting down", 1)
+            }
             OpenError::Broker(b) => {
                 tracing::warn!(error = %b, "broker unavailable while opening a stream");
-                ApiError::unavailable("broker_unavailable", "the broker is unreachable; retry shortly", 1)
+                ApiError::unavailable(
+                    "broker_unavailable",
+                    "the broker is unreachable; retry shortly",
+                    1,
+                )
             }
         }
     }

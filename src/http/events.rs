@@ -72,10 +72,21 @@ fn stream_request(claims: &ClientClaims, q: &EventsQuery) -> Result<OpenRequest,
     let device_id = match q.device_id.as_deref() {
         None | Some("") => None,
         Some(d) if ids::valid_device_id(d) => Some(d.to_string()),
-        Some(_) => return Err(ApiError::bad_request("device_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "device_id must be 1-128 characters of A-Z a-z 0-9 . _ : -",
+            ))
+        }
     };
     let mut topics: Vec<Arc<str>> = Vec::new();
-    for topic in q.topics.as_deref().unwrap_or("").split(',').map(str::trim).filter(|t| !t.is_empty()) {
+    for topic in q
+        .topics
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
         if !ids::valid_topic(topic) {
             return Err(ApiError::bad_request(format!(
                 "topic {topic:?} must be 1-128 characters of A-Z a-z 0-9 . _ : -"
@@ -95,12 +106,19 @@ fn stream_request(claims: &ClientClaims, q: &EventsQuery) -> Result<OpenRequest,
         }
     }
     if topics.len() > MAX_TOPICS {
-        return Err(ApiError::bad_request(format!("at most {MAX_TOPICS} topics per stream")));
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_TOPICS} topics per stream"
+        )));
     }
     let ack = match q.ack.as_deref() {
         None | Some("false") | Some("0") => false,
         Some("true") | Some("1") => true,
         Some(_) => return Err(ApiError::bad_request("ack must be true or false")),
     };
-    Ok(OpenRequest { user: claims.sub.as_str().into(), device_id, topics, ack })
+    Ok(OpenRequest {
+        user: claims.sub.as_str().into(),
+        device_id,
+        topics,
+        ack,
+    })
 }

@@ -34,20 +34,36 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
-        let code = if e.is_data() { "invalid_request" } else { "invalid_json" };
+        let code = if e.is_data() {
+            "invalid_request"
+        } else {
+            "invalid_json"
+        };
         ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
     })
 }
 
 fn is_json(value: Option<&http::HeaderValue>) -> bool {
-    let Some(mime) = value.and_then(|v| v.to_str().ok()) else { return false };
-    let essence = mime.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let Some(mime) = value.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = mime
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 fn body_error(e: BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is over the size limit")
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is over the size limit",
+        )
     } else {
         ApiError::bad_request(format!("could not read the request body: {e}"))
     }

@@ -45,7 +45,10 @@ pub struct AppState {
 pub fn routes(state: AppState) -> Router {
     let client = Router::new()
         .route("/v1/events", get(events::open_stream))
-        .route("/v1/devices/{device_id}", put(devices::register).delete(devices::remove));
+        .route(
+            "/v1/devices/{device_id}",
+            put(devices::register).delete(devices::remove),
+        );
     let producer = Router::new()
         .route("/v1/notify", post(notify::notify))
         .route(
@@ -64,7 +67,11 @@ pub fn routes(state: AppState) -> Router {
         .merge(ops)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
+            ApiError::new(
+                http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here",
+            )
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
     // Outermost, so preflights are answered whatever the route's methods.

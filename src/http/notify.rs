@@ -24,9 +24,10 @@ pub struct NotifyAnswer {
     route: Route,
 }
 
+#[tracing::instrument(skip_all, fields(producer = producer.0 .0))]
 pub async fn notify(
     State(state): State<AppState>,
-    _producer: Producer,
+    producer: Producer,
     JsonBody(req): JsonBody<NotifyRequest>,
 ) -> Result<(StatusCode, Json<NotifyAnswer>), ApiError> {
     let answer = notify_one(&state, req).await?;
@@ -36,7 +37,10 @@ pub async fn notify(
 async fn notify_one(state: &AppState, req: NotifyRequest) -> Result<NotifyAnswer, ApiError> {
     let n = Arc::new(req.accept()?);
     let route = state.router.notify(n.clone()).await?;
-    Ok(NotifyAnswer { id: n.id.clone(), route })
+    Ok(NotifyAnswer {
+        id: n.id.clone(),
+        route,
+    })
 }
 
 #[derive(Deserialize)]
@@ -46,9 +50,10 @@ pub struct BatchRequest {
 }
 
 /// Each item is checked and routed on its own; the answer lists results in request order.
+#[tracing::instrument(skip_all, fields(producer = producer.0 .0))]
 pub async fn notify_batch(
     State(state): State<AppState>,
-    _producer: Producer,
+    producer: Producer,
     JsonBody(req): JsonBody<BatchRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     if req.notifications.is_empty() || req.notifications.len() > MAX_BATCH {
@@ -59,7 +64,8 @@ pub async fn notify_batch(
     let routed = req.notifications.into_iter().map(|item| {
         let state = &state;
         async move {
-            let req: NotifyRequest = serde_json::from_value(item).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let req: NotifyRequest =
+                serde_json::from_value(item).map_err(|e| ApiError::bad_request(e.to_string()))?;
             notify_one(state, req).await
         }
     });
@@ -71,17 +77,24 @@ pub async fn notify_batch(
             Err(e) => e.body(),
         })
         .collect();
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "results": serde_json::Value::Array(results) }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "results": serde_json::Value::Array(results) })),
+    ))
 }
 
+#[tracing::instrument(skip_all, fields(producer = producer.0 .0))]
 pub async fn broadcast(
     State(state): State<AppState>,
-    _producer: Producer,
+    producer: Producer,
     JsonBody(req): JsonBody<BroadcastRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let b = Arc::new(req.accept()?);
     state.router.broadcast(b.clone()).await?;
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": b.id }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "id": b.id })),
+    ))
 }
 
 #[derive(Serialize)]
@@ -97,11 +110,21 @@ pub async fn presence(
     Path(user_id): Path<String>,
 ) -> Result<Json<PresenceAnswer>, ApiError> {
     if !ids::valid_user_id(&user_id) {
-        return Err(ApiError::bad_request("user_id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -"));
+        return Err(ApiError::bad_request(
+            "user_id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -",
+        ));
     }
     let connections = state.broker.presence(&user_id).await.map_err(|e| {
         tracing::warn!(error = %e, "presence lookup failed");
-        ApiError::unavailable("broker_unavailable", "the broker is unreachable; retry shortly", 1)
+        ApiError::unavailable(
+            "broker_unavailable",
+            "the broker is unreachable; retry shortly",
+            1,
+        )
     })?;
-    Ok(Json(PresenceAnswer { user_id, online: !connections.is_empty(), connections }))
+    Ok(Json(PresenceAnswer {
+        user_id,
+        online: !connections.is_empty(),
+        connections,
+    }))
 }

@@ -28,12 +28,17 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
         Ok(Err(e)) => return Err(not_ready(format!("broker: {e}"))),
         Err(_) => return Err(not_ready("broker: no answer within 2 s".into())),
     }
-    Ok(Json(serde_json::json!({"status": "ready", "node_id": state.hub.node_id()})))
+    Ok(Json(
+        serde_json::json!({"status": "ready", "node_id": state.hub.node_id()}),
+    ))
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
 }

@@ -141,38 +141,3 @@ impl Store {
         Ok(affected)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    async fn store() -> (Store, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
-        (Store::connect(&url).await.unwrap(), dir)
-    }
-
-    #[tokio::test]
-    async fn register_replace_list_delete() {
-        let (s, _d) = store().await;
-        s.upsert_device("u1", "phone", "tok-a", Platform::Android).await.unwrap();
-        s.upsert_device("u1", "phone", "tok-b", Platform::Android).await.unwrap();
-        s.upsert_device("u1", "web", "tok-c", Platform::Web).await.unwrap();
-        let list = s.devices_for_user("u1").await.unwrap();
-        assert_eq!(list.len(), 2);
-        assert_eq!(list[0].fcm_token, "tok-b");
-        assert!(s.delete_device("u1", "web").await.unwrap());
-        assert!(!s.delete_device("u1", "web").await.unwrap());
-        assert_eq!(s.delete_token("tok-b").await.unwrap(), 1);
-        assert!(s.devices_for_user("u1").await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_token_moves_with_its_install() {
-        let (s, _d) = store().await;
-        s.upsert_device("u1", "phone", "tok", Platform::Android).await.unwrap();
-        s.upsert_device("u2", "phone", "tok", Platform::Android).await.unwrap();
-        assert!(s.devices_for_user("u1").await.unwrap().is_empty());
-        assert_eq!(s.devices_for_user("u2").await.unwrap().len(), 1);
-    }
-}

@@ -121,9 +121,10 @@ impl Hub {
         let mut pending = Vec::new();
         let replaced = {
             let mut entry = self.users.entry(req.user.clone()).or_default();
-            let same_device = stream.device_id.as_ref().and_then(|d| {
-                entry.iter().position(|s| s.device_id.as_ref() == Some(d))
-            });
+            let same_device = stream
+                .device_id
+                .as_ref()
+                .and_then(|d| entry.iter().position(|s| s.device_id.as_ref() == Some(d)));
             if entry.len() - usize::from(same_device.is_some()) >= self.cfg.max_per_user {
                 return Err(OpenError::TooMany(self.cfg.max_per_user));
             }
@@ -142,10 +143,14 @@ impl Hub {
             subs.push(stream.clone());
         }
         self.metrics.sse_connections.inc();
-        self.broker.set_presence(&stream.user, stream.id, Some(self.connection(&stream)));
+        self.broker
+            .set_presence(&stream.user, stream.id, Some(self.connection(&stream)));
         if let Some(old) = replaced {
             // What the old stream had not written yet goes to the new one, in order.
-            for n in old.end(DisconnectReason::Replaced, None, true).unwrap_or_default() {
+            for n in old
+                .end(DisconnectReason::Replaced, None, true)
+                .unwrap_or_default()
+            {
                 stream.push(Item::Notification(n.clone()));
                 if n.dropped_unwritten() {
                     self.fall_back(n, "stream_closed");
@@ -154,7 +159,11 @@ impl Hub {
         }
         if self.closing.load(Ordering::Acquire) {
             // Shutdown began while this stream was being registered.
-            stream.end(DisconnectReason::Shutdown, Some(Bytes::from_static(SHUTDOWN)), false);
+            stream.end(
+                DisconnectReason::Shutdown,
+                Some(Bytes::from_static(SHUTDOWN)),
+                false,
+            );
         }
         for sub in pending {
             if let Err(e) = sub.await {
@@ -270,7 +279,10 @@ impl Hub {
 
     fn fall_back(&self, notification: SharedNotification, reason: &'static str) {
         self.metrics.fallback(reason);
-        let _ = self.fallback.send(Fallback { notification, reason });
+        let _ = self.fallback.send(Fallback {
+            notification,
+            reason,
+        });
     }
 }
 

@@ -128,7 +128,11 @@ impl Stream {
                 return None;
             }
             st.ending = Some(reason);
-            let unsent = if drop_queue { take_notifications(&mut st.queue) } else { Vec::new() };
+            let unsent = if drop_queue {
+                take_notifications(&mut st.queue)
+            } else {
+                Vec::new()
+            };
             (st.waker.take(), unsent)
         };
         if let Some(f) = final_frame {
@@ -175,7 +179,9 @@ impl Stream {
         let mut buf = BytesMut::with_capacity(first.len() * (st.queue.len() + 1));
         buf.extend_from_slice(&first);
         while buf.len() < MAX_BATCH_BYTES {
-            let Some(item) = st.queue.pop_front() else { break };
+            let Some(item) = st.queue.pop_front() else {
+                break;
+            };
             buf.extend_from_slice(&item_bytes(item, &mut written));
         }
         Poll::Ready(Some(buf.freeze()))
@@ -234,7 +240,9 @@ mod tests {
         let waker = noop_waker();
         let mut cx = Context::from_waker(&waker);
         let mut seen = 0;
-        let Poll::Ready(Some(b)) = s.poll_batch(&mut cx, |_| seen += 1) else { panic!() };
+        let Poll::Ready(Some(b)) = s.poll_batch(&mut cx, |_| seen += 1) else {
+            panic!()
+        };
         assert!(b.starts_with(b"aid: "));
         assert_eq!(seen, 1);
         assert!(s.poll_batch(&mut cx, |_| ()).is_pending());
@@ -260,10 +268,16 @@ mod tests {
     fn shutdown_frame_follows_the_queue() {
         let s = stream(1);
         s.push(Item::Frame(Bytes::from_static(b"x")));
-        s.end(DisconnectReason::Shutdown, Some(Bytes::from_static(b"bye")), false);
+        s.end(
+            DisconnectReason::Shutdown,
+            Some(Bytes::from_static(b"bye")),
+            false,
+        );
         let waker = noop_waker();
         let mut cx = Context::from_waker(&waker);
-        let Poll::Ready(Some(b)) = s.poll_batch(&mut cx, |_| ()) else { panic!() };
+        let Poll::Ready(Some(b)) = s.poll_batch(&mut cx, |_| ()) else {
+            panic!()
+        };
         assert_eq!(&b[..], b"xbye");
         assert!(matches!(s.poll_batch(&mut cx, |_| ()), Poll::Ready(None)));
     }

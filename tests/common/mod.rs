@@ -3,6 +3,7 @@
 //! Set TEST_LOG=1 to see the router's log lines.
 #![allow(dead_code)]
 
+pub mod services;
 pub mod sse;
 
 use std::path::PathBuf;
@@ -37,11 +38,24 @@ impl Mock {
         let key_path = dir.join("service-account.json");
         std::fs::write(&key_path, &key).unwrap();
         let handle = fcm_mock::spawn(listener, &key).await.unwrap();
-        Mock { handle: Some(handle), url, key_path, http: reqwest::Client::new() }
+        Mock {
+            handle: Some(handle),
+            url,
+            key_path,
+            http: reqwest::Client::new(),
+        }
     }
 
     pub async fn messages(&self) -> Vec<Value> {
-        let v: Value = self.http.get(format!("{}/_mock/messages", self.url)).send().await.unwrap().json().await.unwrap();
+        let v: Value = self
+            .http
+            .get(format!("{}/_mock/messages", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         v["messages"].as_array().cloned().unwrap_or_default()
     }
 
@@ -58,12 +72,29 @@ impl Mock {
     }
 
     pub async fn control(&self, path: &str, body: Value) {
-        let r = self.http.post(format!("{}/_mock/{path}", self.url)).json(&body).send().await.unwrap();
-        assert!(r.status().is_success(), "fcm-mock /_mock/{path}: {}", r.status());
+        let r = self
+            .http
+            .post(format!("{}/_mock/{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "fcm-mock /_mock/{path}: {}",
+            r.status()
+        );
     }
 
     pub async fn stats(&self) -> Value {
-        self.http.get(format!("{}/_mock/stats", self.url)).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(format!("{}/_mock/stats", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 }
 
@@ -81,13 +112,18 @@ impl Drop for Mock {
 pub struct Options {
     /// Start fcm-mock and point the router's FCM at it.
     pub fcm: bool,
+    /// Point the router's FCM at a mock shared with other nodes: (url, key path).
+    pub shared_fcm: Option<(String, PathBuf)>,
     /// Extra SWITCHBOARD__* variables.
     pub env: Vec<(String, String)>,
 }
 
 impl Options {
     pub fn with_fcm() -> Options {
-        Options { fcm: true, ..Options::default() }
+        Options {
+            fcm: true,
+            ..Options::default()
+        }
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Options {
@@ -112,15 +148,25 @@ impl TestApp {
 
     pub async fn spawn_with(opts: Options) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
-        let mock = if opts.fcm { Some(Mock::start(dir.path()).await) } else { None };
+        let mock = if opts.fcm {
+            Some(Mock::start(dir.path()).await)
+        } else {
+            None
+        };
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
         cmd.arg("serve")
             .current_dir(dir.path())
             .env("SWITCHBOARD__SERVER__LISTEN", "127.0.0.1:0")
             .env("SWITCHBOARD__SERVER__SHUTDOWN_GRACE_SECS", "5")
             .env("SWITCHBOARD__AUTH__JWT_SECRET", JWT_SECRET)
-            .env("SWITCHBOARD__AUTH__PRODUCER_KEYS", format!("[{PRODUCER_KEY}]"))
-            .env("SWITCHBOARD__STORE__URL", format!("sqlite://{}/switchboard.db?mode=rwc", dir.path().display()))
+            .env(
+                "SWITCHBOARD__AUTH__PRODUCER_KEYS",
+                format!("[{PRODUCER_KEY}]"),
+            )
+            .env(
+                "SWITCHBOARD__STORE__URL",
+                format!("sqlite://{}/switchboard.db?mode=rwc", dir.path().display()),
+            )
             .env("SWITCHBOARD__FCM__BACKOFF_BASE_MS", "50")
             .env("SWITCHBOARD__FCM__BACKOFF_MAX_MS", "3000")
             .env("SWITCHBOARD__FCM__MAX_ATTEMPTS", "3")
@@ -128,8 +174,10 @@ impl TestApp {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        if let Some(m) = &mock {
-            cmd.env("SWITCHBOARD__FCM__SERVICE_ACCOUNT", &m.key_path).env("SWITCHBOARD__FCM__ENDPOINT", &m.url);
+        let fcm = mock.as_ref().map(|m| (m.url.clone(), m.key_path.clone()));
+        if let Some((url, key_path)) = fcm.or(opts.shared_fcm.clone()) {
+            cmd.env("SWITCHBOARD__FCM__SERVICE_ACCOUNT", key_path)
+                .env("SWITCHBOARD__FCM__ENDPOINT", url);
         }
         for (k, v) in &opts.env {
             cmd.env(k, v);
@@ -158,13 +206,19 @@ impl TestApp {
         });
         let addr = match tokio::time::timeout(Duration::from_secs(20), addr_rx).await {
             Ok(Ok(a)) => a,
-            _ => panic!("switchboard did not start; its log:\n{}", logs.lock().join("\n")),
+            _ => panic!(
+                "switchboard did not start; its log:\n{}",
+                logs.lock().join("\n")
+            ),
         };
         TestApp {
             child,
             addr,
             dir,
-            http: reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap(),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
             mock,
             logs,
         }
@@ -175,7 +229,9 @@ impl TestApp {
     }
 
     pub fn mock(&self) -> &Mock {
-        self.mock.as_ref().expect("this test app runs without fcm-mock")
+        self.mock
+            .as_ref()
+            .expect("this test app runs without fcm-mock")
     }
 
     /// A client token for `user`, signed with the router's secret.
@@ -183,23 +239,37 @@ impl TestApp {
         token_with(user, 3600, None)
     }
 
-    pub async fn producer(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, self.url(path)).bearer_auth(PRODUCER_KEY);
+    pub async fn producer(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(PRODUCER_KEY);
         if let Some(b) = body {
             req = req.json(&b);
         }
         let resp = req.send().await.unwrap();
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn notify(&self, body: Value) -> (StatusCode, Value) {
-        self.producer(reqwest::Method::POST, "/v1/notify", Some(body)).await
+        self.producer(reqwest::Method::POST, "/v1/notify", Some(body))
+            .await
     }
 
     pub async fn presence(&self, user: &str) -> Value {
-        let (status, v) = self.producer(reqwest::Method::GET, &format!("/v1/presence/{user}"), None).await;
+        let (status, v) = self
+            .producer(reqwest::Method::GET, &format!("/v1/presence/{user}"), None)
+            .await;
         assert_eq!(status, StatusCode::OK, "{v}");
         v
     }
@@ -226,9 +296,20 @@ impl TestApp {
 
     /// The value of one metric line, e.g. `switchboard_sse_disconnects_total{reason="replaced"}`.
     pub async fn metric(&self, series: &str) -> f64 {
-        let text = self.http.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         text.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("no metric {series} in\n{text}"))
     }
@@ -246,8 +327,21 @@ impl TestApp {
     }
 
     pub fn sigterm(&self) {
+        self.signal("TERM");
+    }
+
+    /// SIGKILL: the process dies without any shutdown work.
+    pub async fn sigkill(&mut self) {
+        self.signal("KILL");
+        let _ = self.child.wait().await;
+    }
+
+    fn signal(&self, name: &str) {
         let pid = self.child.id().expect("the router is running");
-        let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid.to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 

@@ -17,7 +17,8 @@ pub struct SseEvent {
 
 impl SseEvent {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.data).unwrap_or_else(|e| panic!("event data is not JSON ({e}): {}", self.data))
+        serde_json::from_str(&self.data)
+            .unwrap_or_else(|e| panic!("event data is not JSON ({e}): {}", self.data))
     }
 }
 
@@ -35,7 +36,10 @@ impl SseStream {
         let resp = client.get(url).bearer_auth(token).send().await.unwrap();
         let mut s = SseStream::from_response(resp);
         if s.status == reqwest::StatusCode::OK {
-            let first = s.next(Duration::from_secs(5)).await.expect("the stream starts with retry:");
+            let first = s
+                .next(Duration::from_secs(5))
+                .await
+                .expect("the stream starts with retry:");
             assert!(first.retry.is_some(), "first event is not retry: {first:?}");
         }
         s

@@ -1,0 +1,66 @@
+//! The device registry behaves the same on both dialects: SQLite (the embedded default) and
+//! PostgreSQL (a fresh database for the test).
+
+mod common;
+
+use common::services::TestDb;
+use switchboard::store::{Platform, Store};
+
+async fn register_replace_list_delete(s: &Store) {
+    s.upsert_device("u1", "phone", "tok-a", Platform::Android)
+        .await
+        .unwrap();
+    s.upsert_device("u1", "phone", "tok-b", Platform::Android)
+        .await
+        .unwrap();
+    s.upsert_device("u1", "web", "tok-c", Platform::Web)
+        .await
+        .unwrap();
+    let list = s.devices_for_user("u1").await.unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(
+        (list[0].device_id.as_str(), list[0].fcm_token.as_str()),
+        ("phone", "tok-b")
+    );
+    assert_eq!(list[1].platform, Platform::Web);
+    assert!(s.delete_device("u1", "web").await.unwrap());
+    assert!(!s.delete_device("u1", "web").await.unwrap());
+    assert!(!s.delete_device("someone-else", "phone").await.unwrap());
+    assert_eq!(s.delete_token("tok-b").await.unwrap(), 1);
+    assert!(s.devices_for_user("u1").await.unwrap().is_empty());
+}
+
+async fn a_token_moves_with_its_install(s: &Store) {
+    s.upsert_device("u2", "phone", "tok", Platform::Android)
+        .await
+        .unwrap();
+    s.upsert_device("u3", "phone", "tok", Platform::Ios)
+        .await
+        .unwrap();
+    assert!(s.devices_for_user("u2").await.unwrap().is_empty());
+    let moved = s.devices_for_user("u3").await.unwrap();
+    assert_eq!((moved.len(), moved[0].platform), (1, Platform::Ios));
+}
+
+#[tokio::test]
+async fn sqlite_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::connect(&format!("sqlite://{}/t.db?mode=rwc", dir.path().display()))
+        .await
+        .unwrap();
+    register_replace_list_delete(&s).await;
+    a_token_moves_with_its_install(&s).await;
+    s.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_store() {
+    let db = TestDb::create().await;
+    let s = Store::connect(&db.url).await.unwrap();
+    register_replace_list_delete(&s).await;
+    a_token_moves_with_its_install(&s).await;
+    s.ping().await.unwrap();
+    // Connecting again (a second node) finds the schema up to date.
+    Store::connect(&db.url).await.unwrap().close().await;
+    s.close().await;
+}
