@@ -1,0 +1,303 @@
+"""Turns the raw JSON of a bench/run.sh run into results.md (table + warnings) and chart.png.
+
+Usage: python3 report.py <raw-dir> <results-dir> [--elapsed SECONDS]
+
+Ratio column: how many times better Switchboard's figure is than the other one (> 1 means
+Switchboard is ahead), whichever direction is better for that metric.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+
+def load(raw, name):
+    path = os.path.join(raw, f"{name}.json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def dig(d, *keys):
+    for k in keys:
+        if d is None:
+            return None
+        d = d.get(k) if isinstance(d, dict) else None
+    return d
+
+
+def num(v, digits=0):
+    if v is None:
+        return "—"
+    if digits == 0:
+        return f"{v:,.0f}"
+    return f"{v:,.{digits}f}"
+
+
+def ms(us):
+    return None if us is None else us / 1000.0
+
+
+def pct(r):
+    return None if r is None else r * 100.0
+
+
+def lat_pair(p):
+    if not p or p.get("p999") is None:
+        return None
+    return f"{p['p999'] / 1000:.2f} / {p['max'] / 1000:.2f}"
+
+
+def lat_triple(p):
+    if not p or p.get("p999") is None:
+        return None
+    return f"{p['p50'] / 1000:.2f} / {p['p999'] / 1000:.2f} / {p['max'] / 1000:.2f}"
+
+
+def ratio(sb, other, better):
+    if sb is None or other is None or better is None:
+        return None
+    if better == "higher":
+        return sb / other if other else None
+    return other / sb if sb else None
+
+
+def load_targets(path):
+    targets = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                line = line.rstrip("\n")
+                if not line or line.startswith("#") or "\t" not in line:
+                    continue
+                key, text = line.split("\t", 1)
+                targets[key.strip()] = text.strip()
+    except OSError:
+        pass
+    return targets
+
+
+def rows(raw):
+    """(key, workload, metric, sb, other, other_label, better, digits)."""
+    g = lambda name, *k: dig(load(raw, name), *k)  # noqa: E731
+    out = []
+    add = lambda *r: out.append(r)  # noqa: E731
+
+    add("W1.kib_per_stream", "W1 idle streams", "server RSS per idle stream, KiB",
+        g("w1-switchboard", "kib_per_stream"), g("w1-nchan", "kib_per_stream"), "Nchan", "lower", 2)
+    add("W1.pss_per_stream", "W1 idle streams", "server PSS per idle stream, KiB",
+        g("w1-switchboard", "pss_kib_per_stream"), g("w1-nchan", "pss_kib_per_stream"), "Nchan", "lower", 2)
+
+    add("W1.open_secs", "W1 idle streams", "seconds to open all streams (256 connects in flight)",
+        g("w1-switchboard", "streams", "open_secs"), g("w1-nchan", "streams", "open_secs"), "Nchan", "lower", 2)
+
+    add("W2.deliveries_per_sec", "W2 unicast", "deliveries/s (single POST, max rate)",
+        g("w2-switchboard", "deliveries_per_sec"), g("w2-nchan", "deliveries_per_sec"), "Nchan", "higher", 0)
+    add("W2.p99_ms", "W2 unicast", "delivery latency p99, ms",
+        ms(g("w2-switchboard", "latency_us", "p99")), ms(g("w2-nchan", "latency_us", "p99")), "Nchan", "lower", 2)
+    add("W2.p999_ms", "W2 unicast", "delivery latency p99.9 / max, ms",
+        lat_pair(g("w2-switchboard", "latency_us")), lat_pair(g("w2-nchan", "latency_us")), "Nchan", None, 0)
+    add("W2.delivered_pct", "W2 unicast", "% delivered",
+        pct(g("w2-switchboard", "delivered_ratio")), pct(g("w2-nchan", "delivered_ratio")), "Nchan", None, 2)
+
+    add("W3.deliveries_per_sec", "W3 unicast batch", "deliveries/s (batch of 100; Nchan: single POST)",
+        g("w3-switchboard", "deliveries_per_sec"), g("w2-nchan", "deliveries_per_sec"), "Nchan (W2)", "higher", 0)
+    add("W3.p99_ms", "W3 unicast batch", "delivery latency p99, ms",
+        ms(g("w3-switchboard", "latency_us", "p99")), ms(g("w2-nchan", "latency_us", "p99")), "Nchan (W2)", "lower", 2)
+    add("W3.delivered_pct", "W3 unicast batch", "% delivered",
+        pct(g("w3-switchboard", "delivered_ratio")), pct(g("w2-nchan", "delivered_ratio")), "Nchan (W2)", None, 2)
+
+    add("W4.deliveries_per_sec", "W4 2 nodes + Redis", "notifications/s delivered",
+        g("w4-switchboard", "deliveries_per_sec"), g("w4-nchan", "deliveries_per_sec"), "Nchan+Redis", "higher", 0)
+    add("W4.p50_ms", "W4 2 nodes + Redis", "delivery latency p50, ms",
+        ms(g("w4-switchboard", "latency_us", "p50")), ms(g("w4-nchan", "latency_us", "p50")), "Nchan+Redis", "lower", 2)
+    add("W4.p99_ms", "W4 2 nodes + Redis", "delivery latency p99, ms",
+        ms(g("w4-switchboard", "latency_us", "p99")), ms(g("w4-nchan", "latency_us", "p99")), "Nchan+Redis", "lower", 2)
+    add("W4.redis_calls", "W4 2 nodes + Redis", "Redis commands per notification",
+        g("w4-switchboard", "redis", "calls_per_notification"), g("w4-nchan", "redis", "calls_per_notification"),
+        "Nchan+Redis", "lower", 2)
+    add("W4.delivered_pct", "W4 2 nodes + Redis", "% delivered",
+        pct(g("w4-switchboard", "delivered_ratio")), pct(g("w4-nchan", "delivered_ratio")), "Nchan+Redis", None, 2)
+
+    add("W5.deliveries_per_sec", "W5 broadcast", "deliveries/s (max rate, one topic)",
+        g("w5-max-switchboard", "deliveries_per_sec"), g("w5-max-nchan", "deliveries_per_sec"), "Nchan", "higher", 0)
+    add("W5.max_delivered_pct", "W5 broadcast", "% delivered at max rate",
+        pct(g("w5-max-switchboard", "delivered_ratio")), pct(g("w5-max-nchan", "delivered_ratio")), "Nchan", None, 2)
+    add("W5.to_last_p99_ms", "W5 broadcast", "publish → last subscriber p99 at 1/s, ms",
+        ms(g("w5-1hz-switchboard", "publish_to_last_us", "p99")), ms(g("w5-1hz-nchan", "publish_to_last_us", "p99")),
+        "Nchan", "lower", 1)
+    add("W5.to_last_p50_ms", "W5 broadcast", "publish → last subscriber p50 at 1/s, ms",
+        ms(g("w5-1hz-switchboard", "publish_to_last_us", "p50")), ms(g("w5-1hz-nchan", "publish_to_last_us", "p50")),
+        "Nchan", "lower", 1)
+
+    add("W6.sends_per_sec", "W6 FCM", "FCM sends/s at fcm-mock (vs firebase-admin send_each)",
+        g("w6-switchboard", "fcm_sends_per_sec"), g("w6-admin-sdk", "messages_per_sec"), "firebase-admin", "higher", 0)
+    samples = g("w6-switchboard", "samples") or []
+    if samples:
+        mib = lambda kib: f"{kib / 1024:.1f}"  # noqa: E731
+        first, mid, last = samples[0], samples[len(samples) // 2], samples[-1]
+        peak = max(s["rss_kib"] for s in samples)
+        text = (f"{mib(first['rss_kib'])} → {mib(mid['rss_kib'])} ({mid['t']:.0f} s) → "
+                f"{mib(last['rss_kib'])} ({last['t']:.0f} s), max {mib(peak)}")
+    else:
+        text = None
+    add("W6.rss_mib", "W6 FCM", "router RSS over the notify window, MiB", text, None, "", None, 0)
+
+    poll = g("w7-poll-switchboard", "server_cpu_secs_per_min")
+    push = g("w7-push-switchboard", "server_cpu_secs_per_min")
+    add("W7.poll_cpu", "W7 poll vs push", "server CPU-s/min, 10K clients polling /healthz every 3 s",
+        poll, None, "", None, 2)
+    add("W7.push_cpu", "W7 poll vs push", "server CPU-s/min, 10K streams, 1 notify/user/3 s",
+        push, g("w7-push-nchan", "server_cpu_secs_per_min"), "Nchan", "lower", 2)
+    add("W7.push_p999_ms", "W7 poll vs push", "push delivery latency p50 / p99.9 / max, ms",
+        lat_triple(g("w7-push-switchboard", "latency_us")), lat_triple(g("w7-push-nchan", "latency_us")),
+        "Nchan", None, 0)
+    add("W7.poll_over_push", "W7 poll vs push", "polling CPU ÷ push CPU (Switchboard)",
+        (poll / push) if poll and push else None, None, "", None, 1)
+    return out
+
+
+def warnings(raw):
+    """Anything a reader should know: failed streams, drops, errors, incomplete deliveries."""
+    notes = []
+    for fname in sorted(os.listdir(raw)):
+        if not fname.endswith(".json") or fname == "run.json":
+            continue
+        name = fname[:-5]
+        d = load(raw, name)
+        if not d:
+            continue
+        s = d.get("streams") or {}
+        if s.get("listen_overflows_while_opening"):
+            notes.append(f"{name}: the kernel dropped {s['listen_overflows_while_opening']} connection attempts "
+                         "on a full listen queue while the streams opened (each such client waits for a 1 s "
+                         "SYN retransmit)")
+        if s.get("failed"):
+            notes.append(f"{name}: streams that never opened: {s['failed']}")
+        if s.get("closed_during_run"):
+            notes.append(f"{name}: {s['closed_during_run']} streams closed by the server during the run")
+        if s.get("control_events"):
+            notes.append(f"{name}: control events on streams: {s['control_events']}")
+        if s.get("unstamped_events"):
+            notes.append(f"{name}: {s['unstamped_events']} data events without the load generator's stamp")
+        errs = d.get("http_errors") or d.get("errors") or d.get("failures")
+        if errs:
+            by = dig(d, "requests", "by_status") or d.get("errors") or {}
+            tr = dig(d, "requests", "transport_errors")
+            notes.append(f"{name}: {errs} request errors (by status {by}, transport {tr})")
+        r = d.get("delivered_ratio")
+        if r is not None and r < 0.9999:
+            notes.append(f"{name}: only {r * 100:.2f}% delivered")
+        if d.get("broadcasts_incomplete"):
+            notes.append(f"{name}: {d['broadcasts_incomplete']} broadcasts did not reach every stream")
+    return notes
+
+
+def write_markdown(raw, results, table, targets, elapsed):
+    run = load(raw, "run") or {}
+    lines = ["# Switchboard vs Nchan — benchmark results", ""]
+    lines.append(
+        f"Run {run.get('date', '?')} at commit `{run.get('commit', '?')}`"
+        f"{' (router sources modified)' if run.get('dirty') else ''}, {run.get('cores', '?')} cores, "
+        f"nginx {run.get('nginx', '?')} + Nchan with worker_processes {run.get('nchan_workers', '?')}; "
+        f"publish windows {run.get('duration', '?')} s (W7: {run.get('w7_duration', '?')} s), "
+        f"{run.get('connections', '?')} publisher connections; load generator on the same machine "
+        f"(load average at start: {run.get('loadavg', '?')})."
+        + (f" The whole run took {elapsed // 60} min {elapsed % 60} s." if elapsed else "")
+    )
+    lines.append("")
+    lines.append("Ratio = how many times better Switchboard's figure is (> 1: Switchboard ahead). "
+                 "Raw JSON and logs: `bench/results/raw/`.")
+    lines.append("")
+    lines.append("| workload | metric | Switchboard | Nchan / baseline | ratio | target |")
+    lines.append("|---|---|---:|---:|---:|---|")
+    for key, workload, metric, sb, other, label, better, digits in table:
+        sb_txt = sb if isinstance(sb, str) else num(sb, digits)
+        other_txt = other if isinstance(other, str) else num(other, digits)
+        if label and other is not None and label not in ("Nchan",):
+            other_txt = f"{other_txt} ({label})"
+        r = ratio(sb, other, better) if not isinstance(sb, str) and not isinstance(other, str) else None
+        lines.append(f"| {workload} | {metric} | {sb_txt} | {other_txt} | "
+                     f"{'—' if r is None else f'{r:.2f}×'} | {targets.get(key, '—')} |")
+    lines.append("")
+    notes = warnings(raw)
+    lines.append("## Warnings from this run")
+    lines.append("")
+    lines.extend(f"- {n}" for n in notes) if notes else lines.append("- none")
+    lines.append("")
+    lines.append("## How each figure is measured")
+    lines.append("")
+    lines.extend([
+        "- Servers start fresh for every workload. Switchboard: release build, memory broker (W4: Redis), "
+        "SQLite store, `RUST_LOG=warn`, heartbeat 15 s. Nchan: `bench/nchan/nginx.conf` "
+        "(`nginx-redis.conf` for W4), access log off, heartbeat 15 s.",
+        "- Latency = receive time − the publisher's send time carried in the payload (CLOCK_REALTIME, same machine).",
+        "- deliveries/s = deliveries (counted until every accepted notification arrived, or 5 s after the last "
+        "send) ÷ the publish window. % delivered = deliveries ÷ notifications the server accepted.",
+        "- Memory: VmRSS (and PSS) of the server's processes (nginx: master + workers) before the streams "
+        "opened and after they were held open, divided by the streams open.",
+        "- CPU: utime + stime of the server's processes over the publish window, per minute of wall time.",
+        "- W4: Redis `INFO commandstats` delta over the window and drain ÷ accepted notifications "
+        "(Redis counts the commands Nchan's Lua scripts run inside EVALSHA too).",
+        "- W7: the polled endpoint is Switchboard's `GET /healthz` on its own instance — the cheapest "
+        "request there is; a real polled account API costs more per request.",
+        "- Both servers and the load generator share the machine's cores: most max-rate figures are "
+        "bounded by CPU, so `loadgen_cpu_secs` and `server_cpu_secs_window` are in the raw JSON.",
+        "- W6: fcm-mock's `accepted` counter over the notify window; the admin SDK sends the same number of "
+        "messages to a fresh fcm-mock with `messaging.send_each` in batches of 500.",
+    ])
+    lines.append("")
+    with open(os.path.join(results, "results.md"), "w") as f:
+        f.write("\n".join(lines))
+
+
+def write_chart(results, table):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("report: matplotlib missing, no chart", file=sys.stderr)
+        return
+    bars = []
+    for key, workload, metric, sb, other, label, better, digits in table:
+        if isinstance(sb, str):
+            continue
+        r = sb if key == "W7.poll_over_push" else ratio(sb, other, better)
+        if r is not None and r > 0:
+            bars.append((f"{workload}: {metric}", r))
+    if not bars:
+        return
+    fig, ax = plt.subplots(figsize=(11, 0.45 * len(bars) + 1.5))
+    names = [b[0] for b in bars][::-1]
+    values = [b[1] for b in bars][::-1]
+    colors = ["#2e7d32" if v >= 1 else "#c62828" for v in values]
+    ax.barh(names, values, color=colors)
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("times better than Nchan / baseline (> 1 = Switchboard ahead; log scale)")
+    ax.set_title("Switchboard vs Nchan — same machine, same run")
+    for i, v in enumerate(values):
+        ax.text(v, i, f" {v:.2f}×", va="center", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(results, "chart.png"), dpi=110)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("raw")
+    parser.add_argument("results")
+    parser.add_argument("--elapsed", type=int, default=0)
+    args = parser.parse_args()
+    table = rows(args.raw)
+    targets = load_targets(os.path.join(os.path.dirname(os.path.abspath(__file__)), "targets.tsv"))
+    write_markdown(args.raw, args.results, table, targets, args.elapsed)
+    write_chart(args.results, table)
+    print(open(os.path.join(args.results, "results.md")).read())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,374 @@
+#!/usr/bin/env bash
+# Switchboard benchmark: Switchboard and Nchan (nginx pub/sub) under the same load, in one run.
+#
+#   bench/run.sh                        # everything, full durations (about 15 minutes)
+#   BENCH_DURATION=5 bench/run.sh       # a quick check of the whole pipeline
+#   BENCH_ONLY="W2 W5" bench/run.sh     # some workloads only
+#
+# Writes bench/results/results.md (table), bench/results/chart.png and raw JSON + logs in
+# bench/results/raw/. Each workload starts its servers fresh and stops them after.
+#
+# Environment (defaults in brackets):
+#   BENCH_DURATION [20]      publish window of W2-W6, seconds
+#   BENCH_W7_DURATION [60]   window of W7 (polling vs push)
+#   BENCH_STREAMS [15000]    streams of W1, W2, W3, W5
+#   BENCH_W4_STREAMS [10000] streams of W4 (two nodes on Redis)
+#   BENCH_FCM_USERS [20000]  offline users of W6
+#   BENCH_W7_CLIENTS [10000] pollers / streams of W7
+#   BENCH_CONNECTIONS [16]   publisher connections
+#   BENCH_HOLD_SECS [10]     W1: how long streams stay open before memory is read
+#   BENCH_ONLY [all]         space-separated subset of W1 W2 W3 W4 W5 W6 W7
+#   BENCH_RESULTS [bench/results]  where results go
+#   BENCH_SKIP_INSTALL=1     do not apt-get/pip install anything
+#   BENCH_SKIP_BUILD=1       use the release binaries already in target/release
+#   BENCH_SOURCE_IPS [127.0.0.2-127.0.0.20]  load generator source addresses
+#   NCHAN_WORKERS [auto]     nginx worker_processes (auto = one per core, like tokio)
+#   Ports (127.0.0.1): SB_PORT [18080] SB_PORT_B [18081] NCHAN_PORT [18090] NCHAN_PORT_B [18091]
+#                      FCM_MOCK_PORT [14000] REDIS_PORT [16379]
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH_DIR")
+
+DURATION=${BENCH_DURATION:-20}
+W7_DURATION=${BENCH_W7_DURATION:-60}
+STREAMS=${BENCH_STREAMS:-15000}
+W4_STREAMS=${BENCH_W4_STREAMS:-10000}
+FCM_USERS=${BENCH_FCM_USERS:-20000}
+W7_CLIENTS=${BENCH_W7_CLIENTS:-10000}
+CONNECTIONS=${BENCH_CONNECTIONS:-16}
+HOLD_SECS=${BENCH_HOLD_SECS:-10}
+ONLY=${BENCH_ONLY:-W1 W2 W3 W4 W5 W6 W7}
+RESULTS=${BENCH_RESULTS:-$BENCH_DIR/results}
+SOURCE_IPS=${BENCH_SOURCE_IPS:-127.0.0.2-127.0.0.20}
+NCHAN_WORKERS=${NCHAN_WORKERS:-auto}
+SB_PORT=${SB_PORT:-18080}
+SB_PORT_B=${SB_PORT_B:-18081}
+NCHAN_PORT=${NCHAN_PORT:-18090}
+NCHAN_PORT_B=${NCHAN_PORT_B:-18091}
+FCM_MOCK_PORT=${FCM_MOCK_PORT:-14000}
+REDIS_PORT=${REDIS_PORT:-16379}
+
+RAW=$RESULTS/raw
+BIN=$ROOT/target/release
+LOADGEN=$BIN/loadgen
+RUN=$(mktemp -d "${TMPDIR:-/tmp}/sb-bench.XXXXXX")
+PIDS=()
+FAILED=()
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# ---------------------------------------------------------------- processes and cleanup
+
+# Stops every server this script started (each by its own pid), newest first.
+stop_servers() {
+    local i pid
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        pid=${PIDS[$i]}
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    PIDS=()
+}
+
+cleanup() {
+    local rc=$?
+    stop_servers
+    rm -rf "$RUN"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_http() { # url, name
+    for _ in $(seq 1 200); do
+        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    log "$2 did not come up at $1"
+    return 1
+}
+
+wait_port() { # port, name
+    for _ in $(seq 1 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    log "$2 did not open port $1"
+    return 1
+}
+
+# ---------------------------------------------------------------- setup
+
+install_deps() {
+    [ "${BENCH_SKIP_INSTALL:-0}" = 1 ] && return 0
+    local pkgs=()
+    have nginx || pkgs+=(nginx)
+    [ -e /usr/lib/nginx/modules/ngx_nchan_module.so ] || pkgs+=(libnginx-mod-nchan)
+    have redis-server || pkgs+=(redis-server)
+    have curl || pkgs+=(curl)
+    have python3 || pkgs+=(python3 python3-pip)
+    if [ ${#pkgs[@]} -gt 0 ]; then
+        log "installing ${pkgs[*]}"
+        # No service may start during the install: this script runs its own servers.
+        local policy=/usr/sbin/policy-rc.d created_policy=0
+        if [ ! -e "$policy" ]; then
+            printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created_policy=1
+        fi
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}"
+        [ "$created_policy" = 1 ] && rm -f "$policy"
+    fi
+    python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install -q matplotlib
+    python3 -c 'import firebase_admin' 2>/dev/null || python3 -m pip install -q 'firebase-admin==7.7.0'
+}
+
+build() {
+    [ "${BENCH_SKIP_BUILD:-0}" = 1 ] && return 0
+    log "building release binaries"
+    (cd "$ROOT" && cargo build --release -q -p switchboard -p fcm-mock -p sb-loadgen)
+}
+
+# ---------------------------------------------------------------- servers
+
+SB_PID=
+# start_switchboard NAME PORT [VAR=value ...]: a fresh router with its own SQLite database.
+start_switchboard() {
+    local name=$1 port=$2
+    shift 2
+    local dir=$RUN/$name
+    mkdir -p "$dir"
+    (
+        cd "$dir"
+        exec env RUST_LOG=warn \
+            SWITCHBOARD__SERVER__LISTEN="127.0.0.1:$port" \
+            SWITCHBOARD__SERVER__SHUTDOWN_GRACE_SECS=3 \
+            SWITCHBOARD__STORE__URL="sqlite://$dir/switchboard.db?mode=rwc" \
+            SWITCHBOARD__SSE__HEARTBEAT_SECS=15 \
+            SWITCHBOARD__SSE__MAX_CONNECTIONS_PER_USER=8 \
+            "$@" "$BIN/switchboard" serve
+    ) >"$RAW/$name.server.log" 2>&1 &
+    SB_PID=$!
+    PIDS+=("$SB_PID")
+    wait_http "http://127.0.0.1:$port/healthz" "switchboard $name"
+}
+
+NCHAN_PID=
+# start_nchan NAME PORT CONF: nginx + Nchan in the foreground (its pid is the master's).
+start_nchan() {
+    local name=$1 port=$2 conf=$3
+    local dir=$RUN/$name
+    mkdir -p "$dir"
+    sed -e "s|__PORT__|$port|g" -e "s|__RUNDIR__|$dir|g" -e "s|__WORKERS__|$NCHAN_WORKERS|g" \
+        -e "s|__REDIS_URL__|redis://127.0.0.1:$REDIS_PORT|g" \
+        -e "s|__ERROR_LOG__|$RAW/$name.error.log|g" "$conf" >"$dir/nginx.conf"
+    nginx -c "$dir/nginx.conf" -p "$dir" -e "$RAW/$name.error.log" >"$RAW/$name.server.log" 2>&1 &
+    NCHAN_PID=$!
+    PIDS+=("$NCHAN_PID")
+    wait_http "http://127.0.0.1:$port/healthz" "nchan $name"
+}
+
+start_redis() {
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+        --daemonize no --maxclients 10000 >"$RAW/redis.$1.log" 2>&1 &
+    PIDS+=("$!")
+    for _ in $(seq 1 100); do
+        redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    log "redis did not start on $REDIS_PORT"
+    return 1
+}
+
+MOCK_URL=http://127.0.0.1:$FCM_MOCK_PORT
+start_fcm_mock() {
+    [ -f "$RUN/fcm-key.json" ] ||
+        "$BIN/fcm-mock" gen-key --out "$RUN/fcm-key.json" --mock-url "$MOCK_URL" >/dev/null
+    RUST_LOG=warn "$BIN/fcm-mock" --listen "127.0.0.1:$FCM_MOCK_PORT" \
+        --service-account "$RUN/fcm-key.json" >"$RAW/fcm-mock.$1.log" 2>&1 &
+    PIDS+=("$!")
+    wait_port "$FCM_MOCK_PORT" fcm-mock
+}
+
+# ---------------------------------------------------------------- load
+
+# lg NAME ARGS...: one load generator run; JSON to raw/NAME.json, its summary to the terminal.
+lg() {
+    local name=$1
+    shift
+    log "$name: loadgen $*"
+    if "$LOADGEN" "$@" --source-ips "$SOURCE_IPS" >"$RAW/$name.json" 2>"$RAW/$name.log"; then
+        tail -n 1 "$RAW/$name.log" >&2
+    else
+        log "$name FAILED (exit $?): see $RAW/$name.log"
+        tail -n 5 "$RAW/$name.log" >&2
+        FAILED+=("$name")
+        rm -f "$RAW/$name.json"
+    fi
+}
+
+SB=(--target switchboard --url "http://127.0.0.1:$SB_PORT")
+NCHAN=(--target nchan --url "http://127.0.0.1:$NCHAN_PORT")
+
+w1() { # idle streams: server memory per stream
+    start_switchboard sb-w1 "$SB_PORT"
+    lg w1-switchboard idle "${SB[@]}" --streams "$STREAMS" --hold-secs "$HOLD_SECS" --server-pid "$SB_PID"
+    stop_servers
+    start_nchan nchan-w1 "$NCHAN_PORT" "$BENCH_DIR/nchan/nginx.conf"
+    lg w1-nchan idle "${NCHAN[@]}" --streams "$STREAMS" --hold-secs "$HOLD_SECS" --server-pid "$NCHAN_PID"
+    stop_servers
+}
+
+w2() { # unicast, single publish at max rate
+    start_switchboard sb-w2 "$SB_PORT"
+    lg w2-switchboard unicast "${SB[@]}" --streams "$STREAMS" --duration "$DURATION" \
+        --connections "$CONNECTIONS" --server-pid "$SB_PID"
+    stop_servers
+    start_nchan nchan-w2 "$NCHAN_PORT" "$BENCH_DIR/nchan/nginx.conf"
+    lg w2-nchan unicast "${NCHAN[@]}" --streams "$STREAMS" --duration "$DURATION" \
+        --connections "$CONNECTIONS" --server-pid "$NCHAN_PID"
+    stop_servers
+}
+
+w3() { # unicast through /v1/notify/batch, 100 per request (Nchan has no batch: W2's figure)
+    start_switchboard sb-w3 "$SB_PORT"
+    lg w3-switchboard unicast "${SB[@]}" --streams "$STREAMS" --duration "$DURATION" \
+        --connections "$CONNECTIONS" --batch 100 --server-pid "$SB_PID"
+    stop_servers
+}
+
+w4() { # two nodes on one Redis: streams on B, publishes to A
+    start_redis sb
+    start_switchboard sb-w4-a "$SB_PORT" SWITCHBOARD__BROKER__KIND=redis \
+        SWITCHBOARD__BROKER__REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+    local a=$SB_PID
+    start_switchboard sb-w4-b "$SB_PORT_B" SWITCHBOARD__BROKER__KIND=redis \
+        SWITCHBOARD__BROKER__REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+    local b=$SB_PID
+    lg w4-switchboard unicast --target switchboard --url "http://127.0.0.1:$SB_PORT_B" \
+        --pub-url "http://127.0.0.1:$SB_PORT" --streams "$W4_STREAMS" --duration "$DURATION" \
+        --connections "$CONNECTIONS" --server-pid "$a,$b" --redis-addr "127.0.0.1:$REDIS_PORT"
+    stop_servers
+    start_redis nchan
+    start_nchan nchan-w4-a "$NCHAN_PORT" "$BENCH_DIR/nchan/nginx-redis.conf"
+    a=$NCHAN_PID
+    start_nchan nchan-w4-b "$NCHAN_PORT_B" "$BENCH_DIR/nchan/nginx-redis.conf"
+    b=$NCHAN_PID
+    lg w4-nchan unicast --target nchan --url "http://127.0.0.1:$NCHAN_PORT_B" \
+        --pub-url "http://127.0.0.1:$NCHAN_PORT" --streams "$W4_STREAMS" --duration "$DURATION" \
+        --connections "$CONNECTIONS" --server-pid "$a,$b" --redis-addr "127.0.0.1:$REDIS_PORT"
+    stop_servers
+}
+
+w5() { # one topic, every stream on it: max rate, then 1/s
+    local kind
+    for kind in switchboard nchan; do
+        for mode in max 1hz; do
+            local rate=()
+            [ "$mode" = 1hz ] && rate=(--rate 1 --connections 1)
+            [ "$mode" = max ] && rate=(--connections "$CONNECTIONS")
+            if [ "$kind" = switchboard ]; then
+                start_switchboard "sb-w5-$mode" "$SB_PORT"
+                lg "w5-$mode-switchboard" broadcast "${SB[@]}" --streams "$STREAMS" \
+                    --duration "$DURATION" "${rate[@]}" --server-pid "$SB_PID"
+            else
+                start_nchan "nchan-w5-$mode" "$NCHAN_PORT" "$BENCH_DIR/nchan/nginx.conf"
+                lg "w5-$mode-nchan" broadcast "${NCHAN[@]}" --streams "$STREAMS" \
+                    --duration "$DURATION" "${rate[@]}" --server-pid "$NCHAN_PID"
+            fi
+            stop_servers
+        done
+    done
+}
+
+w6() { # offline users → FCM at fcm-mock; then Google's Admin SDK against a fresh mock
+    start_fcm_mock sb
+    start_switchboard sb-w6 "$SB_PORT" SWITCHBOARD__FCM__SERVICE_ACCOUNT="$RUN/fcm-key.json" \
+        SWITCHBOARD__FCM__ENDPOINT="$MOCK_URL"
+    lg w6-switchboard fcm "${SB[@]}" --users "$FCM_USERS" --duration "$DURATION" \
+        --mock-url "$MOCK_URL" --rate max --connections "$CONNECTIONS" --server-pid "$SB_PID"
+    stop_servers
+    start_fcm_mock sdk
+    log "w6-admin-sdk: firebase-admin send_each, $FCM_USERS messages in batches of 500"
+    if python3 "$BENCH_DIR/fcm_admin_send.py" "$MOCK_URL" "$RUN/fcm-key.json" \
+        --messages "$FCM_USERS" --batch 500 >"$RAW/w6-admin-sdk.json" 2>"$RAW/w6-admin-sdk.log"; then
+        tail -n 1 "$RAW/w6-admin-sdk.log" >&2
+    else
+        log "w6-admin-sdk FAILED: see $RAW/w6-admin-sdk.log"
+        tail -n 5 "$RAW/w6-admin-sdk.log" >&2
+        FAILED+=(w6-admin-sdk)
+        rm -f "$RAW/w6-admin-sdk.json"
+    fi
+    stop_servers
+}
+
+w7() { # polling vs push: server CPU per minute
+    start_switchboard sb-w7-poll "$SB_PORT"
+    lg w7-poll-switchboard poll "${SB[@]}" --clients "$W7_CLIENTS" --interval-secs 3 \
+        --duration "$W7_DURATION" --url-path /healthz --server-pid "$SB_PID"
+    stop_servers
+    local rate
+    rate=$(python3 -c "print(round($W7_CLIENTS / 3, 3))")
+    start_switchboard sb-w7-push "$SB_PORT"
+    lg w7-push-switchboard unicast "${SB[@]}" --streams "$W7_CLIENTS" --rate "$rate" \
+        --duration "$W7_DURATION" --connections "$CONNECTIONS" --server-pid "$SB_PID"
+    stop_servers
+    start_nchan nchan-w7-push "$NCHAN_PORT" "$BENCH_DIR/nchan/nginx.conf"
+    lg w7-push-nchan unicast "${NCHAN[@]}" --streams "$W7_CLIENTS" --rate "$rate" \
+        --duration "$W7_DURATION" --connections "$CONNECTIONS" --server-pid "$NCHAN_PID"
+    stop_servers
+}
+
+# ---------------------------------------------------------------- main
+
+main() {
+    install_deps
+    build
+    mkdir -p "$RAW"
+    rm -f "$RAW"/*.json "$RAW"/*.log
+    local started=$SECONDS w
+    log "run dir $RUN; results in $RESULTS; workloads: $ONLY; duration ${DURATION}s"
+    {
+        echo "{"
+        echo "  \"date\": \"$(date -u +%FT%TZ)\","
+        echo "  \"commit\": \"$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)\","
+        echo "  \"dirty\": $(cd "$ROOT" && [ -n "$(git status --porcelain -- src 2>/dev/null)" ] && echo true || echo false),"
+        echo "  \"cores\": $(nproc),"
+        echo "  \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\","
+        echo "  \"nginx\": \"$(nginx -v 2>&1 | sed 's/.*nginx\///')\","
+        echo "  \"nchan_workers\": \"$NCHAN_WORKERS\","
+        echo "  \"duration\": $DURATION, \"w7_duration\": $W7_DURATION, \"streams\": $STREAMS,"
+        echo "  \"w4_streams\": $W4_STREAMS, \"fcm_users\": $FCM_USERS, \"w7_clients\": $W7_CLIENTS,"
+        echo "  \"connections\": $CONNECTIONS"
+        echo "}"
+    } >"$RAW/run.json"
+    for w in $ONLY; do
+        case $w in
+        W1 | w1) w1 ;;
+        W2 | w2) w2 ;;
+        W3 | w3) w3 ;;
+        W4 | w4) w4 ;;
+        W5 | w5) w5 ;;
+        W6 | w6) w6 ;;
+        W7 | w7) w7 ;;
+        *) log "unknown workload $w" ;;
+        esac
+    done
+    local elapsed=$((SECONDS - started))
+    python3 "$BENCH_DIR/report.py" "$RAW" "$RESULTS" --elapsed "$elapsed"
+    log "done in ${elapsed}s: $RESULTS/results.md, $RESULTS/chart.png"
+    if [ ${#FAILED[@]} -gt 0 ]; then
+        log "failed runs: ${FAILED[*]}"
+        return 1
+    fi
+}
+
+main "$@"
