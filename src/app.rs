@@ -18,6 +18,9 @@ use crate::broker::memory::MemoryBroker;
 use crate::broker::redis::RedisBroker;
 use crate::broker::Broker;
 use crate::config::{BrokerKind, Config};
+use crate::delivery::memory::MemoryLedger;
+use crate::delivery::redis::RedisLedger;
+use crate::delivery::{LedgerConfig, SharedLedger};
 use crate::fcm::{FcmSender, FcmSetupError};
 use crate::http::{routes, AppState};
 use crate::metrics::Metrics;
@@ -70,8 +73,38 @@ impl App {
                     })?,
             ),
         };
+        let ledger_cfg = LedgerConfig {
+            ack_timeout_ms: config.delivery.ack_timeout_ms,
+            retention_ms: config.delivery.record_retention_secs * 1000,
+            replay_window_ms: config.delivery.replay_window_secs * 1000,
+            replay_capacity: config.delivery.replay_capacity,
+        };
+        let ledger: SharedLedger = match config.broker.kind {
+            BrokerKind::Memory => Arc::new(MemoryLedger::new(ledger_cfg)),
+            BrokerKind::Redis => {
+                let client = crate::broker::redis::client(&config.broker)
+                    .map_err(|e| BuildError::Broker(e.to_string()))?;
+                fred::prelude::ClientLike::init(&client)
+                    .await
+                    .map_err(|e| {
+                        BuildError::Broker(format!(
+                            "{e} (broker.redis_url = {})",
+                            config.broker.redis_url
+                        ))
+                    })?;
+                Arc::new(RedisLedger::start(
+                    client,
+                    &config.broker.namespace,
+                    ledger_cfg,
+                    metrics.clone(),
+                ))
+            }
+        };
         let fcm = if config.fcm_enabled() {
-            Arc::new(FcmSender::start(&config.fcm, store.clone(), metrics.clone()).await?)
+            Arc::new(
+                FcmSender::start(&config.fcm, store.clone(), ledger.clone(), metrics.clone())
+                    .await?,
+            )
         } else {
             tracing::warn!(
                 "FCM is disabled (fcm.service_account is empty): notifications for offline users answer route \"none\""
@@ -87,11 +120,13 @@ impl App {
                 retry_ms: config.sse.retry_ms,
             },
             broker.clone(),
+            ledger.clone(),
             metrics.clone(),
             fallback_tx,
         );
         let router = Arc::new(NotificationRouter::new(
             broker.clone(),
+            ledger,
             store.clone(),
             fcm.clone(),
             metrics.clone(),
@@ -143,6 +178,14 @@ impl App {
             Duration::from_secs(state.config.sse.heartbeat_secs),
             background.clone(),
         ));
+        let sweep_every =
+            Duration::from_millis((state.config.delivery.ack_timeout_ms / 10).clamp(20, 1000));
+        let deadlines = tokio::spawn(
+            state
+                .router
+                .clone()
+                .run_deadlines(sweep_every, background.clone()),
+        );
         let fallback_stop = CancellationToken::new();
         let fallback_task = tokio::spawn(
             state
@@ -191,6 +234,7 @@ impl App {
             .await;
         background.cancel();
         let _ = heartbeat.await;
+        let _ = deadlines.await;
         state.store.close().await;
         tracing::info!("shutdown complete");
     }

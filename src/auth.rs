@@ -44,6 +44,9 @@ pub struct Auth {
     encoding: EncodingKey,
     validation: Validation,
     producer_keys: Vec<Vec<u8>>,
+    /// Per producer key, a stable name that does not reveal it (SHA-256 prefix): what scopes
+    /// idempotency keys in a shared Redis.
+    producer_names: Vec<String>,
 }
 
 impl Auth {
@@ -61,7 +64,21 @@ impl Auth {
                 .filter(|k| !k.is_empty())
                 .map(|k| k.as_bytes().to_vec())
                 .collect(),
+            producer_names: cfg
+                .producer_keys
+                .iter()
+                .filter(|k| !k.is_empty())
+                .map(|k| {
+                    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, k.as_bytes());
+                    d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+                })
+                .collect(),
         }
+    }
+
+    /// The producer's stable, non-secret name.
+    pub fn producer_name(&self, p: ProducerId) -> &str {
+        &self.producer_names[p.0]
     }
 
     pub fn verify_client(&self, token: &str) -> Result<ClientClaims, AuthError> {

@@ -76,6 +76,8 @@ pub struct SseConfig {
 pub struct DeliveryConfig {
     pub ack_timeout_ms: u64,
     pub replay_window_secs: u64,
+    pub replay_capacity: usize,
+    pub record_retention_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -208,6 +210,22 @@ impl Config {
         }
         if self.delivery.ack_timeout_ms == 0 {
             errors.push("delivery.ack_timeout_ms must be at least 1".into());
+        }
+        if self.delivery.replay_capacity == 0
+            || self.delivery.replay_capacity + 2 > self.sse.queue_capacity
+        {
+            errors.push(format!(
+                "delivery.replay_capacity must be 1 to sse.queue_capacity - 2 ({}): a replay must fit in a new stream's queue",
+                self.sse.queue_capacity.saturating_sub(2)
+            ));
+        }
+        if self.delivery.record_retention_secs < self.delivery.replay_window_secs
+            || self.delivery.record_retention_secs * 1000 <= self.delivery.ack_timeout_ms
+        {
+            errors.push(
+                "delivery.record_retention_secs must cover delivery.replay_window_secs and delivery.ack_timeout_ms"
+                    .into(),
+            );
         }
         self.validate_fcm(&mut errors);
         if errors.is_empty() {

@@ -19,6 +19,11 @@ fn valid(s: &str, allowed: impl Fn(u8) -> bool) -> bool {
     !s.is_empty() && s.len() <= 128 && s.bytes().all(allowed)
 }
 
+/// Ids we assigned (UUIDs); anything else cannot name a notification.
+pub fn valid_notification_id(s: &str) -> bool {
+    s.len() == 36 && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
 /// A new notification or broadcast id: a UUIDv7, so ids sort by creation time.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
@@ -46,5 +51,7 @@ mod tests {
         let b = new_id();
         assert_ne!(a, b);
         assert!(a < b);
+        assert!(valid_notification_id(&a));
+        assert!(!valid_notification_id("x"));
     }
 }

@@ -10,6 +10,7 @@
 //! - [`auth`]: client JWTs and producer keys.
 //! - [`streams`]: the node's live streams, their bounded queues, and the SSE response body.
 //! - [`broker`]: presence and cross-node delivery (`Broker` trait; memory implementation).
+//! - [`delivery`]: confirmed delivery: records, ack deadlines, replay buffers, idempotency.
 //! - [`router`]: the routing decision (SSE or FCM) and the fallback path.
 //! - [`fcm`]: the FCM HTTP v1 sender (OAuth, HTTP/2, retries, answer mapping).
 //! - [`store`]: the device registry over sqlx (SQLite, PostgreSQL).
@@ -21,6 +22,7 @@ pub mod app;
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod delivery;
 pub mod fcm;
 pub mod http;
 pub mod ids;

@@ -78,6 +78,9 @@ pub const FCM_RESULTS: [&str; 11] = [
     "other",
 ];
 
+/// `switchboard_acks_total{result}` labels.
+pub const ACK_RESULTS: [&str; 4] = ["acked", "late", "unknown", "foreign"];
+
 /// Why a notification bound for a stream went to FCM instead.
 pub const FALLBACK_REASONS: [&str; 3] = ["stream_gone", "stream_closed", "broker_unavailable"];
 
@@ -99,6 +102,12 @@ pub struct Metrics {
     pub broker_errors: Counter,
     pub broker_messages_lost: Counter,
     pub overloaded: Counter,
+    acks: [Counter; 4],
+    pub ack_timeouts: Counter,
+    replays: [Counter; 2],
+    pub replayed: Counter,
+    pub idempotent_hits: Counter,
+    pub ledger_errors: Counter,
 }
 
 fn family(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
@@ -215,6 +224,42 @@ impl Metrics {
             "Requests refused with 503 for overload",
             overloaded.clone(),
         );
+        let f = family(
+            &mut r,
+            "switchboard_acks",
+            "Acknowledged notification ids, by result (late: the ack timeout had already sent it to FCM)",
+        );
+        let acks = ACK_RESULTS.map(|x| f.get_or_create_owned(&[("result", x)]));
+        let ack_timeouts = Counter::default();
+        r.register(
+            "switchboard_ack_timeouts",
+            "Notifications not acked (or not written) before delivery.ack_timeout_ms, sent to FCM",
+            ack_timeouts.clone(),
+        );
+        let f = family(
+            &mut r,
+            "switchboard_replays",
+            "Streams opened with Last-Event-ID, by result (reset: the id was unknown or too old)",
+        );
+        let replays = ["replayed", "reset"].map(|x| f.get_or_create_owned(&[("result", x)]));
+        let replayed = Counter::default();
+        r.register(
+            "switchboard_replayed_notifications",
+            "Notifications written again to a reconnecting stream",
+            replayed.clone(),
+        );
+        let idempotent_hits = Counter::default();
+        r.register(
+            "switchboard_idempotent_hits",
+            "Notify requests answered from an earlier request with the same idempotency_key",
+            idempotent_hits.clone(),
+        );
+        let ledger_errors = Counter::default();
+        r.register(
+            "switchboard_ledger_errors",
+            "Delivery-record updates Redis refused after every retry",
+            ledger_errors.clone(),
+        );
         Metrics {
             registry: r,
             sse_connections,
@@ -233,7 +278,23 @@ impl Metrics {
             broker_errors,
             broker_messages_lost,
             overloaded,
+            acks,
+            ack_timeouts,
+            replays,
+            replayed,
+            idempotent_hits,
+            ledger_errors,
         }
+    }
+
+    pub fn ack(&self, result: &str) {
+        if let Some(i) = ACK_RESULTS.iter().position(|r| *r == result) {
+            self.acks[i].inc();
+        }
+    }
+
+    pub fn replay(&self, reset: bool) {
+        self.replays[usize::from(reset)].inc();
     }
 
     pub fn disconnect(&self, reason: DisconnectReason) {

@@ -9,7 +9,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, BrokerError};
-use crate::fcm::{FcmSender, Job, Overloaded};
+use crate::delivery::{SharedLedger, Status, Take};
+use crate::fcm::{Batch, FcmSender, Job, Overloaded};
 use crate::metrics::{Metrics, Route};
 use crate::notification::{SharedBroadcast, SharedNotification};
 use crate::store::{Store, StoreError};
@@ -27,6 +28,7 @@ pub enum RouteError {
 
 pub struct NotificationRouter {
     broker: Arc<dyn Broker>,
+    ledger: SharedLedger,
     store: Store,
     fcm: Arc<FcmSender>,
     metrics: Arc<Metrics>,
@@ -35,53 +37,90 @@ pub struct NotificationRouter {
 impl NotificationRouter {
     pub fn new(
         broker: Arc<dyn Broker>,
+        ledger: SharedLedger,
         store: Store,
         fcm: Arc<FcmSender>,
         metrics: Arc<Metrics>,
     ) -> NotificationRouter {
         NotificationRouter {
             broker,
+            ledger,
             store,
             fcm,
             metrics,
         }
     }
 
-    /// Routes one accepted notification.
+    pub fn ledger(&self) -> &SharedLedger {
+        &self.ledger
+    }
+
+    /// Routes one accepted notification: its record and token first (so that it survives any
+    /// node from here on), then the publish whose receiver count is the decision.
     #[tracing::instrument(skip_all, fields(notification_id = %n.id, user_id = %n.user_id))]
     pub async fn notify(&self, n: SharedNotification) -> Result<Route, RouteError> {
-        let receivers = self.broker.publish_user(n.clone()).await.inspect_err(|_| {
+        if let Err(e) = self.ledger.begin(&n).await {
+            // Part of it may still reach Redis: make sure it never counts.
             self.metrics.broker_errors.inc();
-        })?;
+            self.ledger.forget(&n.id);
+            return Err(e.into());
+        }
+        let receivers = match self.broker.publish_user(n.clone()).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics.broker_errors.inc();
+                self.ledger.forget(&n.id);
+                return Err(e.into());
+            }
+        };
         let route = if receivers > 0 {
             Route::Sse
         } else {
-            self.offline(&n, true).await?
+            // Nobody else can hold the token yet: its deadline is ack_timeout away.
+            if let Err(e) = self.ledger.take(&n.id).await {
+                self.metrics.broker_errors.inc();
+                self.ledger.forget(&n.id);
+                return Err(e.into());
+            }
+            match self.offline(&n, true).await {
+                Ok(route) => route,
+                Err(e) => {
+                    self.ledger.forget(&n.id);
+                    return Err(e);
+                }
+            }
         };
+        self.ledger.routed(&n.id, route);
         self.metrics.route(route);
         Ok(route)
     }
 
-    /// Sends to every registered device of an offline user. `refuse_when_full` is for the
-    /// producer's own request (answer 503, nothing sent); an already accepted notification
-    /// waits for room instead.
+    /// Sends to every registered device of a user who is not reached over a stream, for a
+    /// notification whose token the caller owns. `refuse_when_full` is for the producer's own
+    /// request (answer 503, nothing sent); an already accepted notification waits for room
+    /// instead. With no device, the notification is settled as `expired`.
     async fn offline(
         &self,
         n: &SharedNotification,
         refuse_when_full: bool,
     ) -> Result<Route, RouteError> {
-        if !self.fcm.enabled() {
-            return Ok(Route::None);
-        }
-        let devices = self.store.devices_for_user(&n.user_id).await?;
+        let devices = if self.fcm.enabled() {
+            self.store.devices_for_user(&n.user_id).await?
+        } else {
+            Vec::new()
+        };
         if devices.is_empty() {
+            self.ledger.set_status(&n.id, Status::Expired);
+            self.ledger.release(&n.id);
             return Ok(Route::None);
         }
+        let batch = Batch::new(devices.len());
         let jobs = devices
             .into_iter()
             .map(|device| Job {
                 notification: n.clone(),
                 device,
+                batch: batch.clone(),
             })
             .collect();
         if refuse_when_full {
@@ -124,9 +163,71 @@ impl NotificationRouter {
             else {
                 break;
             };
-            tracing::debug!(notification_id = %notification.id, reason, "falling back to FCM");
-            if let Err(e) = self.offline(&notification, false).await {
-                tracing::error!(notification_id = %notification.id, error = %e, "fallback failed");
+            self.fall_back(notification, reason).await;
+        }
+    }
+
+    /// A stream could not take a notification: whoever holds its token decides; if that is
+    /// nobody else, it goes to FCM now.
+    async fn fall_back(&self, n: SharedNotification, reason: &'static str) {
+        let take = match self.ledger.take(&n.id).await {
+            Ok(t) => t,
+            Err(e) => {
+                // The token stays in Redis: if it cannot be taken, the deadline sweep of
+                // some node will send it once Redis answers again.
+                self.metrics.broker_errors.inc();
+                tracing::warn!(notification_id = %n.id, error = %e, "fallback: cannot take the token; leaving it to the deadline sweep");
+                return;
+            }
+        };
+        if take != Take::Taken {
+            return;
+        }
+        tracing::debug!(notification_id = %n.id, reason, "falling back to FCM");
+        if let Err(e) = self.offline(&n, false).await {
+            tracing::error!(notification_id = %n.id, error = %e, "fallback failed");
+        }
+    }
+
+    /// Every `every`, claims the notifications whose deadline passed unacked (or unwritten)
+    /// and sends them to FCM.
+    pub async fn run_deadlines(
+        self: Arc<Self>,
+        every: std::time::Duration,
+        stop: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            loop {
+                let due = match self.ledger.claim_due().await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "deadline sweep failed");
+                        break;
+                    }
+                };
+                let full = due.len() >= crate::delivery::CLAIM_BATCH;
+                for d in due {
+                    match d.record {
+                        Some((status, n)) if !status.is_final() => {
+                            self.metrics.ack_timeouts.inc();
+                            tracing::debug!(notification_id = %n.id, status = status.as_str(), "ack timeout: sending to FCM");
+                            if let Err(e) = self.offline(&n, false).await {
+                                // Left claimed: the lease runs out and a sweep retries it.
+                                tracing::error!(notification_id = %n.id, error = %e, "ack-timeout fallback failed");
+                            }
+                        }
+                        _ => self.ledger.release(&d.id),
+                    }
+                }
+                if !full {
+                    break;
+                }
             }
         }
     }

@@ -60,7 +60,14 @@ pub async fn serve(
         let conn = graceful.watch(conn.into_owned());
         let hub = hub.clone();
         tokio::spawn(async move {
-            let clean = match conn.await {
+            let outcome = tokio::select! {
+                r = conn => r,
+                _ = watch.aborted() => {
+                    watch.finish(false, &hub);
+                    return;
+                }
+            };
+            let clean = match outcome {
                 Ok(()) => true,
                 // The client closed its side while a response (a stream) was still going:
                 // that is how an SSE client leaves.

@@ -5,52 +5,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::services::{redis_cluster_url, RedisServer, TestDb};
-use common::{eventually, Mock, Options, TestApp};
+use common::deploy::{deploy, PRESENCE_TTL};
+use common::eventually;
+use common::services::{redis_cluster_url, RedisServer};
 use reqwest::StatusCode;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(5);
-/// `broker.presence_ttl_secs` in these tests.
-const PRESENCE_TTL: Duration = Duration::from_secs(3);
-
-/// Nodes sharing a broker, a database (fresh for the test) and an fcm-mock.
-struct Deployment {
-    nodes: Vec<TestApp>,
-    mock: Mock,
-    _db: TestDb,
-    _dir: tempfile::TempDir,
-}
-
-async fn deploy(n: usize, redis_url: &str) -> Deployment {
-    let dir = tempfile::tempdir().unwrap();
-    let mock = Mock::start(dir.path()).await;
-    let db = TestDb::create().await;
-    let namespace = format!("t{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
-    let mut nodes = Vec::new();
-    for i in 0..n {
-        let opts = Options {
-            shared_fcm: Some((mock.url.clone(), mock.key_path.clone())),
-            ..Options::default()
-        }
-        .env("SWITCHBOARD__BROKER__KIND", "redis")
-        .env("SWITCHBOARD__BROKER__REDIS_URL", redis_url)
-        .env("SWITCHBOARD__BROKER__NAMESPACE", &namespace)
-        .env(
-            "SWITCHBOARD__BROKER__PRESENCE_TTL_SECS",
-            &PRESENCE_TTL.as_secs().to_string(),
-        )
-        .env("SWITCHBOARD__STORE__URL", &db.url)
-        .env("SWITCHBOARD__SERVER__NODE_ID", &format!("node-{i}"));
-        nodes.push(TestApp::spawn_with(opts).await);
-    }
-    Deployment {
-        nodes,
-        mock,
-        _db: db,
-        _dir: dir,
-    }
-}
 
 async fn notify_on_one_node_arrives_on_another(redis_url: &str) {
     let d = deploy(2, redis_url).await;

@@ -7,6 +7,7 @@ mod message;
 
 pub use client::{FcmClient, FcmSetupError, Outcome};
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::FcmConfig;
+use crate::delivery::{fcm_field, SharedLedger, Status};
 use crate::metrics::Metrics;
 use crate::notification::SharedNotification;
 use crate::store::{Device, Store};
@@ -22,6 +24,37 @@ use crate::store::{Device, Store};
 pub struct Job {
     pub notification: SharedNotification,
     pub device: Device,
+    pub batch: Arc<Batch>,
+}
+
+/// The sends of one notification to all of its user's devices: when the last ends, the
+/// notification's record gets its final status (`fcm_accepted` if any device accepted it).
+pub struct Batch {
+    remaining: AtomicUsize,
+    accepted: AtomicBool,
+}
+
+impl Batch {
+    pub fn new(devices: usize) -> Arc<Batch> {
+        Arc::new(Batch {
+            remaining: AtomicUsize::new(devices),
+            accepted: AtomicBool::new(false),
+        })
+    }
+
+    /// One send ended; returns the final status when it was the last.
+    fn finish(&self, accepted: bool) -> Option<Status> {
+        if accepted {
+            self.accepted.store(true, Ordering::Release);
+        }
+        (self.remaining.fetch_sub(1, Ordering::AcqRel) == 1).then(|| {
+            if self.accepted.load(Ordering::Acquire) {
+                Status::FcmAccepted
+            } else {
+                Status::FcmFailed
+            }
+        })
+    }
 }
 
 /// The queue is full: the producer should retry later.
@@ -51,6 +84,7 @@ impl FcmSender {
     pub async fn start(
         cfg: &FcmConfig,
         store: Store,
+        ledger: SharedLedger,
         metrics: Arc<Metrics>,
     ) -> Result<FcmSender, FcmSetupError> {
         let client = Arc::new(FcmClient::new(cfg, metrics.clone()).await?);
@@ -62,6 +96,7 @@ impl FcmSender {
         let dispatcher = Dispatcher {
             client,
             store,
+            ledger,
             metrics: metrics.clone(),
             slots: Arc::new(Semaphore::new(cfg.max_in_flight)),
             max_in_flight: cfg.max_in_flight as u32,
@@ -118,6 +153,7 @@ impl FcmSender {
 struct Dispatcher {
     client: Arc<FcmClient>,
     store: Store,
+    ledger: SharedLedger,
     metrics: Arc<Metrics>,
     slots: Arc<Semaphore>,
     max_in_flight: u32,
@@ -144,9 +180,10 @@ impl Dispatcher {
             self.metrics.fcm_queue_depth.dec();
             let client = self.client.clone();
             let store = self.store.clone();
+            let ledger = self.ledger.clone();
             let metrics = self.metrics.clone();
             tokio::spawn(async move {
-                send_one(&client, &store, &metrics, job).await;
+                send_one(&client, &store, &ledger, &metrics, job).await;
                 drop(slot);
             });
         }
@@ -155,9 +192,27 @@ impl Dispatcher {
     }
 }
 
-async fn send_one(client: &FcmClient, store: &Store, metrics: &Metrics, job: Job) {
+async fn send_one(
+    client: &FcmClient,
+    store: &Store,
+    ledger: &SharedLedger,
+    metrics: &Metrics,
+    job: Job,
+) {
     let token = &job.device.fcm_token;
-    match client.deliver(&job.notification, token).await {
+    let outcome = client.deliver(&job.notification, token).await;
+    let id = &job.notification.id;
+    let (accepted, value) = match outcome {
+        Outcome::Accepted => (true, Status::FcmAccepted.as_str().to_string()),
+        Outcome::Unregistered => (false, "fcm_failed:unregistered".to_string()),
+        Outcome::Failed(code) => (false, format!("fcm_failed:{code}")),
+    };
+    ledger.set_delivery(id, fcm_field(&job.device.device_id), value);
+    if let Some(status) = job.batch.finish(accepted) {
+        ledger.set_status(id, status);
+        ledger.release(id);
+    }
+    match outcome {
         Outcome::Accepted => {
             metrics.fcm_accepted.inc();
         }

@@ -42,17 +42,19 @@ pub async fn open_stream(
         .ok_or(AuthError::Missing)?;
     let claims = state.auth.verify_client(token)?;
     tracing::Span::current().record("user_id", claims.sub.as_str());
-    let request = stream_request(&claims, &q)?;
+    let mut request = stream_request(&claims, &q)?;
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
-        .or(q.last_event_id);
-    let stream = state.hub.open(request).await?;
-    if last_event_id.is_some_and(|id| !id.is_empty()) {
-        // No replay buffer holds events for this id: the client must refetch its state.
-        stream.push(Item::Frame(bytes::Bytes::from_static(RESET)));
+        .or(q.last_event_id)
+        .filter(|id| !id.is_empty());
+    if let Some(last) = last_event_id {
+        // Fetched before the stream registers: what is published from here on either reaches
+        // the new stream live or (nobody online) goes to FCM, never both.
+        request.preload = replay(&state, &request.user, &last).await?;
     }
+    let stream = state.hub.open(request).await?;
     // On HTTP/1 the connection's outcome tells a clean close from a broken one.
     let conn = match version {
         Version::HTTP_10 | Version::HTTP_11 => conn.map(|Extension(c)| c),
@@ -66,6 +68,33 @@ pub async fn open_stream(
         .header("x-accel-buffering", "no")
         .body(Body::new(body))
         .map_err(ApiError::internal)
+}
+
+/// What a reconnecting client missed, or `event: reset` when its last id is unknown or older
+/// than the replay window.
+async fn replay(state: &AppState, user: &str, last: &str) -> Result<Vec<Item>, ApiError> {
+    let missed = state
+        .router
+        .ledger()
+        .replay(user, last)
+        .await
+        .map_err(|e| {
+            state.metrics.broker_errors.inc();
+            tracing::warn!(error = %e, "replay lookup failed");
+            ApiError::unavailable(
+                "broker_unavailable",
+                "the replay buffer is unreachable; retry shortly",
+                1,
+            )
+        })?;
+    state.metrics.replay(missed.is_none());
+    Ok(match missed {
+        Some(missed) => {
+            state.metrics.replayed.inc_by(missed.len() as u64);
+            missed.into_iter().map(Item::Notification).collect()
+        }
+        None => vec![Item::Frame(bytes::Bytes::from_static(RESET))],
+    })
 }
 
 fn stream_request(claims: &ClientClaims, q: &EventsQuery) -> Result<OpenRequest, ApiError> {
@@ -120,5 +149,6 @@ fn stream_request(claims: &ClientClaims, q: &EventsQuery) -> Result<OpenRequest,
         device_id,
         topics,
         ack,
+        preload: Vec::new(),
     })
 }

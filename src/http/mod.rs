@@ -1,5 +1,6 @@
 //! The HTTP API (API.md §2–4): client streams and devices, the producer API, operations.
 
+mod delivery;
 mod devices;
 pub mod error;
 mod events;
@@ -45,6 +46,7 @@ pub struct AppState {
 pub fn routes(state: AppState) -> Router {
     let client = Router::new()
         .route("/v1/events", get(events::open_stream))
+        .route("/v1/ack", post(delivery::ack))
         .route(
             "/v1/devices/{device_id}",
             put(devices::register).delete(devices::remove),
@@ -56,7 +58,8 @@ pub fn routes(state: AppState) -> Router {
             post(notify::notify_batch).layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT)),
         )
         .route("/v1/broadcast", post(notify::broadcast))
-        .route("/v1/presence/{user_id}", get(notify::presence));
+        .route("/v1/presence/{user_id}", get(notify::presence))
+        .route("/v1/notifications/{id}", get(delivery::status));
     let ops = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

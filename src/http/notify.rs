@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::error::ApiError;
 use super::extract::{JsonBody, Producer};
 use super::AppState;
+use crate::auth::ProducerId;
 use crate::broker::Connection;
+use crate::delivery::IdemBegin;
 use crate::ids;
 use crate::metrics::Route;
 use crate::notification::{BroadcastRequest, NotifyRequest};
@@ -18,7 +20,10 @@ use crate::notification::{BroadcastRequest, NotifyRequest};
 /// Most notifications in one batch.
 const MAX_BATCH: usize = 1000;
 
-#[derive(Debug, Serialize)]
+/// How long a request waits for another in-flight request with the same idempotency key.
+const IDEMPOTENCY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[derive(Debug, Serialize, Deserialize)]
 pub struct NotifyAnswer {
     id: String,
     route: Route,
@@ -30,12 +35,75 @@ pub async fn notify(
     producer: Producer,
     JsonBody(req): JsonBody<NotifyRequest>,
 ) -> Result<(StatusCode, Json<NotifyAnswer>), ApiError> {
-    let answer = notify_one(&state, req).await?;
+    let answer = notify_one(&state, producer.0, req).await?;
     Ok((StatusCode::ACCEPTED, Json(answer)))
 }
 
-async fn notify_one(state: &AppState, req: NotifyRequest) -> Result<NotifyAnswer, ApiError> {
+async fn notify_one(
+    state: &AppState,
+    producer: ProducerId,
+    mut req: NotifyRequest,
+) -> Result<NotifyAnswer, ApiError> {
+    let Some(key) = req.idempotency_key.take() else {
+        return route_one(state, req).await;
+    };
+    if key.is_empty() || key.len() > 256 {
+        return Err(ApiError::bad_request("idempotency_key must be 1-256 bytes"));
+    }
+    // Checked before the key is reserved, so a bad request does not hold it.
     let n = Arc::new(req.accept()?);
+    let ledger = state.router.ledger();
+    let scope = format!("{}:{key}", state.auth.producer_name(producer));
+    let deadline = tokio::time::Instant::now() + IDEMPOTENCY_WAIT;
+    loop {
+        let begin = ledger.idem_begin(&scope).await.map_err(|e| {
+            state.metrics.broker_errors.inc();
+            tracing::warn!(error = %e, "idempotency lookup failed");
+            ApiError::unavailable(
+                "broker_unavailable",
+                "the broker is unreachable; retry shortly",
+                1,
+            )
+        })?;
+        match begin {
+            IdemBegin::New => break,
+            IdemBegin::Answer(a) => {
+                state.metrics.idempotent_hits.inc();
+                return serde_json::from_str(&a).map_err(ApiError::internal);
+            }
+            IdemBegin::InFlight if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            IdemBegin::InFlight => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "idempotency_key_in_use",
+                    "a request with this idempotency_key is still being processed; retry shortly",
+                ))
+            }
+        }
+    }
+    match route_accepted(state, n).await {
+        Ok(answer) => {
+            let json = serde_json::to_string(&answer).map_err(ApiError::internal)?;
+            ledger.idem_finish(&scope, Some(json));
+            Ok(answer)
+        }
+        Err(e) => {
+            ledger.idem_finish(&scope, None);
+            Err(e)
+        }
+    }
+}
+
+async fn route_one(state: &AppState, req: NotifyRequest) -> Result<NotifyAnswer, ApiError> {
+    route_accepted(state, Arc::new(req.accept()?)).await
+}
+
+async fn route_accepted(
+    state: &AppState,
+    n: crate::notification::SharedNotification,
+) -> Result<NotifyAnswer, ApiError> {
     let route = state.router.notify(n.clone()).await?;
     Ok(NotifyAnswer {
         id: n.id.clone(),
@@ -66,7 +134,7 @@ pub async fn notify_batch(
         async move {
             let req: NotifyRequest =
                 serde_json::from_value(item).map_err(|e| ApiError::bad_request(e.to_string()))?;
-            notify_one(state, req).await
+            notify_one(state, producer.0, req).await
         }
     });
     let results = futures::future::join_all(routed)

@@ -19,9 +19,20 @@ use crate::metrics::DisconnectReason;
 #[derive(Default)]
 pub struct ConnWatch {
     deferred: AtomicU32,
+    /// Signalled to drop the connection (its stream is a slow consumer that stopped reading:
+    /// hyper would otherwise wait forever to flush what it holds).
+    abort: tokio::sync::Notify,
 }
 
 impl ConnWatch {
+    pub fn abort(&self) {
+        self.abort.notify_one();
+    }
+
+    pub async fn aborted(&self) {
+        self.abort.notified().await
+    }
+
     pub fn defer_disconnect(&self) {
         self.deferred.fetch_add(1, Ordering::Relaxed);
     }
@@ -48,6 +59,9 @@ pub struct SseBody {
 
 impl SseBody {
     pub fn new(stream: Arc<Stream>, hub: Arc<Hub>, conn: Option<Arc<ConnWatch>>) -> SseBody {
+        if let Some(c) = &conn {
+            stream.set_conn(c.clone());
+        }
         SseBody { stream, hub, conn }
     }
 }
@@ -60,9 +74,9 @@ impl Body for SseBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let hub = &self.hub;
-        self.stream
-            .poll_batch(cx, |n| hub.written(n))
+        let (hub, stream) = (&self.hub, &self.stream);
+        stream
+            .poll_batch(cx, |n| hub.written(stream, n))
             .map(|batch| batch.map(|b| Ok(Frame::data(b))))
     }
 }

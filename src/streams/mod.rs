@@ -17,6 +17,7 @@ use dashmap::DashMap;
 use tokio::sync::mpsc;
 
 use crate::broker::{Broker, BrokerError, Channel, Connection, Inbound};
+use crate::delivery::SharedLedger;
 use crate::metrics::{DisconnectReason, Metrics};
 use crate::notification::{SharedBroadcast, SharedNotification};
 
@@ -43,6 +44,8 @@ pub struct OpenRequest {
     pub device_id: Option<String>,
     pub topics: Vec<Arc<str>>,
     pub ack: bool,
+    /// Queued before anything live: a replay, or an `event: reset`.
+    pub preload: Vec<Item>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +69,7 @@ pub struct Hub {
     closing: AtomicBool,
     retry_frame: Bytes,
     broker: Arc<dyn Broker>,
+    ledger: SharedLedger,
     metrics: Arc<Metrics>,
     fallback: mpsc::UnboundedSender<Fallback>,
 }
@@ -74,6 +78,7 @@ impl Hub {
     pub fn new(
         cfg: HubConfig,
         broker: Arc<dyn Broker>,
+        ledger: SharedLedger,
         metrics: Arc<Metrics>,
         fallback: mpsc::UnboundedSender<Fallback>,
     ) -> Arc<Hub> {
@@ -86,6 +91,7 @@ impl Hub {
             closing: AtomicBool::new(false),
             retry_frame,
             broker,
+            ledger,
             metrics,
             fallback,
         });
@@ -118,6 +124,9 @@ impl Hub {
             capacity: self.cfg.queue_capacity,
         }));
         stream.push(Item::Frame(self.retry_frame.clone()));
+        for item in req.preload {
+            stream.push(item);
+        }
         let mut pending = Vec::new();
         let replaced = {
             let mut entry = self.users.entry(req.user.clone()).or_default();
@@ -216,9 +225,10 @@ impl Hub {
     }
 
     /// A notification was written to a stream.
-    pub fn written(&self, n: &SharedNotification) {
+    pub fn written(&self, s: &Stream, n: &SharedNotification) {
         let micros = crate::time::unix_micros().saturating_sub(n.accepted_us);
         self.metrics.delivery_latency.observe(micros as f64 / 1e6);
+        self.ledger.written(n, s.device_id.as_deref(), s.ack);
     }
 
     /// Ends every stream with `event: shutdown`; the writers drain and close.
@@ -259,11 +269,16 @@ impl Hub {
         }
     }
 
+    /// Ends streams that cannot keep up: unregistered at once (what they held falls back), and
+    /// their connection dropped, since a client that stopped reading never lets the writer
+    /// finish.
     fn end_slow(&self, slow: Vec<Arc<Stream>>) {
         for s in slow {
             if let Some(unsent) = s.end(DisconnectReason::SlowConsumer, None, true) {
                 tracing::info!(user_id = %s.user, stream = s.id, "slow consumer: stream closed");
                 self.dropped(unsent, "stream_closed");
+                self.close(&s, None);
+                s.abort_conn();
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
@@ -46,6 +46,8 @@ pub struct Stream {
     capacity: u32,
     /// Set once the hub has unregistered the stream.
     closed: AtomicBool,
+    /// The HTTP/1 connection carrying the stream, to drop it when the stream must end at once.
+    conn: OnceLock<Arc<super::ConnWatch>>,
     state: Mutex<State>,
 }
 
@@ -78,7 +80,19 @@ impl Stream {
             connected_at: info.connected_at,
             capacity: info.capacity.min(u32::MAX as usize) as u32,
             closed: AtomicBool::new(false),
+            conn: OnceLock::new(),
             state: Mutex::new(State::default()),
+        }
+    }
+
+    pub fn set_conn(&self, conn: Arc<super::ConnWatch>) {
+        let _ = self.conn.set(conn);
+    }
+
+    /// Drops the connection under the stream (HTTP/1 only; on HTTP/2 the stream just ends).
+    pub fn abort_conn(&self) {
+        if let Some(c) = self.conn.get() {
+            c.abort();
         }
     }
 

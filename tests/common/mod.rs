@@ -3,6 +3,7 @@
 //! Set TEST_LOG=1 to see the router's log lines.
 #![allow(dead_code)]
 
+pub mod deploy;
 pub mod services;
 pub mod sse;
 
@@ -266,6 +267,40 @@ impl TestApp {
             .await
     }
 
+    /// `POST /v1/ack` as `user`.
+    pub async fn ack(&self, user: &str, ids: &[&str]) -> StatusCode {
+        self.http
+            .post(self.url("/v1/ack"))
+            .bearer_auth(self.token(user))
+            .json(&json!({ "ids": ids }))
+            .send()
+            .await
+            .map(|r| r.status())
+            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+    }
+
+    /// `GET /v1/notifications/{id}`.
+    pub async fn status(&self, id: &str) -> (StatusCode, Value) {
+        self.producer(
+            reqwest::Method::GET,
+            &format!("/v1/notifications/{id}"),
+            None,
+        )
+        .await
+    }
+
+    /// Polls the notification's status until it is `want`; returns the last record seen.
+    pub async fn wait_status(&self, id: &str, want: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let (_, v) = self.status(id).await;
+            if v["status"] == want || Instant::now() > deadline {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     pub async fn presence(&self, user: &str) -> Value {
         let (status, v) = self
             .producer(reqwest::Method::GET, &format!("/v1/presence/{user}"), None)
@@ -324,6 +359,10 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the router is running")
     }
 
     pub fn sigterm(&self) {

@@ -75,7 +75,9 @@ fn unavailable(e: impl std::fmt::Display) -> BrokerError {
     BrokerError::Unavailable(e.to_string())
 }
 
-fn client(cfg: &BrokerConfig) -> Result<Client, BrokerError> {
+/// A fred client for `cfg` (RESP3, fail-fast, bounded command time, reconnecting), not yet
+/// connected.
+pub fn client(cfg: &BrokerConfig) -> Result<Client, BrokerError> {
     let mut config = RedisConfig::from_url(&cfg.redis_url).map_err(unavailable)?;
     config.version = RespVersion::RESP3;
     config.fail_fast = true;
