@@ -78,6 +78,7 @@ impl App {
             retention_ms: config.delivery.record_retention_secs * 1000,
             replay_window_ms: config.delivery.replay_window_secs * 1000,
             replay_capacity: config.delivery.replay_capacity,
+            max_records: config.delivery.max_records_in_memory,
         };
         let ledger: SharedLedger = match config.broker.kind {
             BrokerKind::Memory => Arc::new(MemoryLedger::new(ledger_cfg)),

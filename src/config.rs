@@ -78,6 +78,7 @@ pub struct DeliveryConfig {
     pub replay_window_secs: u64,
     pub replay_capacity: usize,
     pub record_retention_secs: u64,
+    pub max_records_in_memory: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -218,6 +219,9 @@ impl Config {
                 "delivery.replay_capacity must be 1 to sse.queue_capacity - 2 ({}): a replay must fit in a new stream's queue",
                 self.sse.queue_capacity.saturating_sub(2)
             ));
+        }
+        if self.delivery.max_records_in_memory == 0 {
+            errors.push("delivery.max_records_in_memory must be at least 1".into());
         }
         if self.delivery.record_retention_secs < self.delivery.replay_window_secs
             || self.delivery.record_retention_secs * 1000 <= self.delivery.ack_timeout_ms

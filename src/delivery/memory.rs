@@ -135,9 +135,24 @@ impl Ledger for MemoryLedger {
                 deliveries: Vec::new(),
             },
         );
-        self.expiry
-            .lock()
-            .push_back((now + self.cfg.retention_ms, Expiring::Record(id.clone())));
+        {
+            let mut q = self.expiry.lock();
+            q.push_back((now + self.cfg.retention_ms, Expiring::Record(id.clone())));
+            // Over the cap, the oldest records go before their time.
+            if self.records.len() > self.cfg.max_records {
+                while let Some((_, e)) = q.pop_front() {
+                    match e {
+                        Expiring::Record(old) => {
+                            self.records.remove(&old);
+                            break;
+                        }
+                        Expiring::Idem(scope) => {
+                            self.idem.remove(&scope);
+                        }
+                    }
+                }
+            }
+        }
         let deadline = now + self.cfg.ack_timeout_ms;
         let mut t = self.tokens.lock();
         t.by_deadline.insert((deadline, id.clone()));
@@ -324,6 +339,7 @@ mod tests {
             retention_ms: 60_000,
             replay_window_ms: 60_000,
             replay_capacity: 3,
+            max_records: 1000,
         })
     }
 

@@ -44,6 +44,8 @@ pub struct LedgerConfig {
     pub retention_ms: u64,
     pub replay_window_ms: u64,
     pub replay_capacity: usize,
+    /// Memory ledger only: most records kept (the oldest go first beyond it).
+    pub max_records: usize,
 }
 
 /// A notification's lifecycle (API.md §3). `pending` and `delivered` can still change; the
