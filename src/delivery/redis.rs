@@ -1,7 +1,8 @@
 //! The multi-node ledger in Redis, so that every record, token and replay buffer outlives the
 //! node that wrote it.
 //!
-//! - `{ns}:rec:{id}`: hash `u` (user), `c` (created, ms), `s` (status), `r` (route), `p` (the
+//! - `{ns}:rec:{id}`: hash `u` (user), `c` (created, ms), `s` (status), `r` (route, when not
+//!   `sse`), `p` (the
 //!   notification, for a fallback sent by another node), `sse:<device>` / `fcm:<device>`
 //!   (per-channel outcome), `x` (refused: a tombstone); expires after
 //!   `delivery.record_retention_secs`.
@@ -341,6 +342,11 @@ impl Ledger for RedisLedger {
     }
 
     fn routed(&self, id: &str, route: Route) {
+        // A record without a route is an `sse` one (see `record`): the common case costs no
+        // write.
+        if route == Route::Sse {
+            return;
+        }
         self.send(Op::Update {
             id: id.to_string(),
             status: None,
@@ -562,7 +568,7 @@ impl Ledger for RedisLedger {
                 id,
                 user_id: h.remove("u").unwrap_or_default(),
                 created_at: h.get("c").and_then(|c| c.parse().ok()).unwrap_or(0),
-                route: h.remove("r"),
+                route: Some(h.remove("r").unwrap_or_else(|| Route::Sse.as_str().into())),
                 status,
                 deliveries,
             }))
