@@ -204,22 +204,28 @@ async fn writer(
                 }
             }
             let results: Vec<Result<Value, Error>> = p.try_all().await;
-            let failed = results.iter().filter(|r| r.is_err()).count();
-            if failed == 0 {
+            let failed: Vec<&Error> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+            if failed.is_empty() {
                 break;
             }
-            if attempt >= 20 {
-                metrics.ledger_errors.inc_by(failed as u64);
+            // Only a lost connection is worth a retry; Redis refusing a command is final.
+            let transient = failed.iter().any(|e| {
+                matches!(
+                    e.kind(),
+                    ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled
+                )
+            });
+            if !transient || attempt >= 20 {
+                metrics.ledger_errors.inc_by(failed.len() as u64);
                 tracing::error!(
-                    failed,
-                    "ledger: Redis refused updates after 20 attempts; records may be stale"
+                    failed = failed.len(),
+                    error = %failed[0],
+                    "ledger: Redis refused updates; records may be stale"
                 );
                 break;
             }
             if attempt == 0 {
-                if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
-                    tracing::warn!(error = %e, failed, "ledger: update batch failed; retrying");
-                }
+                tracing::warn!(error = %failed[0], failed = failed.len(), "ledger: update batch failed; retrying");
             }
             tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(10) + 1))).await;
         }

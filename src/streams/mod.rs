@@ -346,3 +346,77 @@ impl Inbound for Hub {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::memory::MemoryBroker;
+    use crate::delivery::memory::MemoryLedger;
+    use crate::delivery::LedgerConfig;
+
+    fn hub() -> (Arc<Hub>, mpsc::UnboundedReceiver<Fallback>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let ledger = Arc::new(MemoryLedger::new(LedgerConfig {
+            ack_timeout_ms: 1000,
+            retention_ms: 60_000,
+            replay_window_ms: 60_000,
+            replay_capacity: 4,
+            max_records: 100,
+        }));
+        let hub = Hub::new(
+            HubConfig {
+                node_id: "n".into(),
+                max_per_user: 2,
+                queue_capacity: 4,
+                retry_ms: 1000,
+            },
+            Arc::new(MemoryBroker::new()),
+            ledger,
+            Arc::new(Metrics::new()),
+            tx,
+        );
+        (hub, rx)
+    }
+
+    fn notification(user: &str) -> SharedNotification {
+        let req: crate::notification::NotifyRequest =
+            serde_json::from_str(&format!(r#"{{"user_id":"{user}","data":{{"k":"v"}}}}"#)).unwrap();
+        Arc::new(req.accept().unwrap())
+    }
+
+    /// Race 1: the publisher counted this node, but the user's stream went away before the
+    /// message arrived: it falls back at once, counted as `stream_gone`.
+    #[test]
+    fn a_message_for_a_stream_that_just_went_falls_back() {
+        let (hub, mut rx) = hub();
+        assert!(!hub.user_message(notification("gone"), true));
+        let f = rx.try_recv().expect("a fallback");
+        assert_eq!(f.reason, "stream_gone");
+        assert!(hub
+            .metrics()
+            .render()
+            .contains("switchboard_fallbacks_total{reason=\"stream_gone\"} 1"));
+    }
+
+    /// Race 1 on the stream: queued, then the stream ended before writing it.
+    #[test]
+    fn what_a_closed_stream_did_not_write_falls_back() {
+        let (hub, mut rx) = hub();
+        let stream = futures::executor::block_on(hub.open(OpenRequest {
+            user: "u".into(),
+            device_id: None,
+            topics: Vec::new(),
+            ack: false,
+            preload: Vec::new(),
+        }))
+        .unwrap();
+        let n = notification("u");
+        assert!(hub.user_message(n.clone(), true));
+        hub.close(&stream, None);
+        let f = rx.try_recv().expect("a fallback");
+        assert_eq!(
+            (f.reason, f.notification.id.as_str()),
+            ("stream_closed", n.id.as_str())
+        );
+    }
+}
