@@ -97,9 +97,8 @@ impl App {
             metrics.clone(),
         ));
         let addr = config.listen_addr();
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| BuildError::Bind { addr, source })?;
+        let listener =
+            crate::server::bind(addr).map_err(|source| BuildError::Bind { addr, source })?;
         let auth = Arc::new(Auth::new(&config.auth));
         let state = AppState {
             config: Arc::new(config),

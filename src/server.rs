@@ -1,6 +1,8 @@
 //! The accept loop: one hyper connection task per TCP connection (HTTP/1.1, and HTTP/2 with
 //! prior knowledge), each tracked for graceful shutdown and for telling how its streams ended.
 
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,11 +11,29 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::streams::{ConnWatch, Hub};
+
+/// Pending connections the kernel may hold before accept (capped by `net.core.somaxconn`).
+/// tokio's default of 128 overflows when thousands of clients reconnect at once (a node
+/// restart), and each dropped SYN costs its client a one-second retransmit.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the listening socket, with `SO_REUSEADDR` so a restarted node can bind again while
+/// its previous connections are in TIME_WAIT.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// Accepts connections until `stop` fires; connections go on under `graceful`.
 pub async fn serve(
