@@ -195,7 +195,8 @@ impl App {
     }
 }
 
-async fn heartbeat(hub: Arc<Hub>, every: Duration, stop: CancellationToken) {
+async fn heartbeat(hub: Arc<Hub>, period: Duration, stop: CancellationToken) {
+    let every = Hub::heartbeat_tick(period);
     let mut tick = tokio::time::interval_at(Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
