@@ -133,9 +133,8 @@ impl App {
             metrics.clone(),
         ));
         let addr = config.listen_addr();
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| BuildError::Bind { addr, source })?;
+        let listener =
+            crate::server::bind(addr).map_err(|source| BuildError::Bind { addr, source })?;
         let auth = Arc::new(Auth::new(&config.auth));
         let state = AppState {
             config: Arc::new(config),
@@ -241,7 +240,8 @@ impl App {
     }
 }
 
-async fn heartbeat(hub: Arc<Hub>, every: Duration, stop: CancellationToken) {
+async fn heartbeat(hub: Arc<Hub>, period: Duration, stop: CancellationToken) {
+    let every = Hub::heartbeat_tick(period);
     let mut tick = tokio::time::interval_at(Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

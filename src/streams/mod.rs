@@ -9,8 +9,9 @@ mod stream;
 pub use body::{ConnWatch, SseBody};
 pub use stream::{Item, Push, Stream, StreamInfo};
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -23,6 +24,9 @@ use crate::notification::{SharedBroadcast, SharedNotification};
 
 const PING: &[u8] = b": ping\n\n";
 const SHUTDOWN: &[u8] = b"event: shutdown\ndata: {}\n\n";
+/// The heartbeat visits one slice of the users per tick, so that the pings (and the writes they
+/// wake) spread over the period rather than landing on every stream at once. A power of two.
+const HEARTBEAT_SLICES: u32 = 16;
 
 /// A notification that reached this node for a stream but will not be written to one.
 pub struct Fallback {
@@ -65,6 +69,8 @@ pub struct Hub {
     /// Streams by topic.
     topics: DashMap<Arc<str>, Vec<Arc<Stream>>>,
     next_id: AtomicU64,
+    /// Counts heartbeat ticks: which slice of the users the next tick visits.
+    heartbeat_ticks: AtomicU32,
     /// Set at shutdown: no new streams.
     closing: AtomicBool,
     retry_frame: Bytes,
@@ -88,6 +94,7 @@ impl Hub {
             users: DashMap::new(),
             topics: DashMap::new(),
             next_id: AtomicU64::new(1),
+            heartbeat_ticks: AtomicU32::new(0),
             closing: AtomicBool::new(false),
             retry_frame,
             broker,
@@ -242,18 +249,28 @@ impl Hub {
         }
     }
 
-    /// Queues a heartbeat comment on every stream; a stream too far behind to take it is a
-    /// slow consumer.
+    /// How often to call [`Hub::heartbeat`] for a comment on each idle stream every `period`:
+    /// every slice is visited twice per period.
+    pub fn heartbeat_tick(period: Duration) -> Duration {
+        period / (2 * HEARTBEAT_SLICES)
+    }
+
+    /// Visits the next slice of the users' streams: a ping for each stream nothing was queued on
+    /// since the previous visit (see [`Stream::heartbeat`]); a stream too far behind to take
+    /// more is a slow consumer.
     pub fn heartbeat(&self) {
-        let ping = Bytes::from_static(PING);
-        let mut slow = Vec::new();
+        let slice = self.heartbeat_ticks.fetch_add(1, Ordering::Relaxed) % HEARTBEAT_SLICES;
+        let mut visit = Vec::new();
         for entry in self.users.iter() {
-            for s in entry.value() {
-                if s.push(Item::Frame(ping.clone())) == Push::Full {
-                    slow.push(s.clone());
-                }
+            if heartbeat_slice(entry.key()) == slice {
+                visit.extend(entry.value().iter().cloned());
             }
         }
+        let ping = Bytes::from_static(PING);
+        let slow = visit
+            .into_iter()
+            .filter(|s| s.heartbeat(&ping) == Push::Full)
+            .collect();
         self.end_slow(slow);
     }
 
@@ -299,6 +316,14 @@ impl Hub {
             reason,
         });
     }
+}
+
+/// The heartbeat slice of a user's streams, from the address of the user's key in the map:
+/// the key lives as long as the user has a stream here, and hashing its address rather than
+/// the name spares the sweep a memory read per user.
+fn heartbeat_slice(user: &Arc<str>) -> u32 {
+    let addr = Arc::as_ptr(user).cast::<u8>() as usize as u64;
+    (addr.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - HEARTBEAT_SLICES.trailing_zeros())) as u32
 }
 
 impl Inbound for Hub {
@@ -418,5 +443,41 @@ mod tests {
             (f.reason, f.notification.id.as_str()),
             ("stream_closed", n.id.as_str())
         );
+    }
+
+    #[tokio::test]
+    async fn heartbeat_reaches_every_idle_stream_once_per_period() {
+        let (hub, _rx) = hub();
+        let mut streams = Vec::new();
+        for i in 0..200 {
+            let req = OpenRequest {
+                user: format!("u{i}").into(),
+                device_id: None,
+                topics: Vec::new(),
+                ack: false,
+                preload: Vec::new(),
+            };
+            streams.push(hub.open(req).await.unwrap());
+        }
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut pings = vec![0; streams.len()];
+        let mut busiest_tick = 0;
+        // Six periods; each slice's first visit finds the `retry:` preamble queued at open.
+        for _ in 0..6 * 2 * HEARTBEAT_SLICES {
+            hub.heartbeat();
+            let mut this_tick = 0;
+            for (s, n) in streams.iter().zip(&mut pings) {
+                if let std::task::Poll::Ready(Some(b)) = s.poll_batch(&mut cx, |_| ()) {
+                    if &b[..] == PING {
+                        *n += 1;
+                        this_tick += 1;
+                    }
+                }
+            }
+            busiest_tick = busiest_tick.max(this_tick);
+        }
+        assert!(pings.iter().all(|&n| n == 6), "{pings:?}");
+        assert!(busiest_tick < streams.len() / 4, "{busiest_tick}");
     }
 }

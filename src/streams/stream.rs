@@ -57,6 +57,9 @@ struct State {
     waker: Option<Waker>,
     /// Set once the server decided to end the stream; the writer drains what is queued, then ends.
     ending: Option<DisconnectReason>,
+    /// Something was queued since the heartbeat last visited: the stream is not idle.
+    /// (Fits in the struct's padding: no memory per stream.)
+    queued_since_visit: bool,
 }
 
 pub struct StreamInfo {
@@ -114,12 +117,33 @@ impl Stream {
                 n.queued();
             }
             st.queue.push_back(item);
+            st.queued_since_visit = true;
             st.waker.take()
         };
         if let Some(w) = waker {
             w.wake();
         }
         Push::Queued
+    }
+
+    /// The heartbeat's visit, made twice per heartbeat period: queues `ping` unless something
+    /// was queued since the previous visit. An idle stream thus gets a ping every period (the
+    /// ping itself counts as queued, so the next visit skips), and a busy one no later than a
+    /// period after its last frame. A full queue is reported either way: a slow consumer.
+    pub fn heartbeat(&self, ping: &Bytes) -> Push {
+        {
+            let mut st = self.state.lock();
+            if st.ending.is_some() {
+                return Push::Closed;
+            }
+            if st.queue.len() >= self.capacity as usize {
+                return Push::Full;
+            }
+            if std::mem::take(&mut st.queued_since_visit) {
+                return Push::Queued;
+            }
+        }
+        self.push(Item::Frame(ping.clone()))
     }
 
     /// Pushes a frame that must go out even if the queue is full (the final `event: shutdown`).
@@ -276,6 +300,49 @@ mod tests {
         let waker = noop_waker();
         let mut cx = Context::from_waker(&waker);
         assert!(matches!(s.poll_batch(&mut cx, |_| ()), Poll::Ready(None)));
+    }
+
+    fn drain(s: &Stream) -> Vec<u8> {
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        match s.poll_batch(&mut cx, |_| ()) {
+            Poll::Ready(Some(b)) => b.to_vec(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn heartbeat_pings_an_idle_stream_every_other_visit() {
+        let s = stream(8);
+        let ping = Bytes::from_static(b"p");
+        s.push(Item::Frame(Bytes::from_static(b"retry")));
+        drain(&s);
+        let pinged: Vec<bool> = (0..6)
+            .map(|_| {
+                assert_eq!(s.heartbeat(&ping), Push::Queued);
+                drain(&s) == b"p"
+            })
+            .collect();
+        assert_eq!(pinged, [false, true, false, true, false, true]);
+    }
+
+    #[test]
+    fn heartbeat_skips_a_busy_stream_but_finds_a_full_one() {
+        let s = stream(4);
+        let ping = Bytes::from_static(b"p");
+        s.heartbeat(&ping);
+        drain(&s);
+        s.push(Item::Notification(notification()));
+        assert_eq!(s.heartbeat(&ping), Push::Queued);
+        assert!(!drain(&s).ends_with(b"p"), "no ping right after a frame");
+        assert_eq!(s.heartbeat(&ping), Push::Queued);
+        assert_eq!(drain(&s), b"p", "a ping one period after the frame");
+        for _ in 0..4 {
+            s.push(Item::Notification(notification()));
+        }
+        assert_eq!(s.heartbeat(&ping), Push::Full);
+        s.end(DisconnectReason::SlowConsumer, None, true);
+        assert_eq!(s.heartbeat(&ping), Push::Closed);
     }
 
     #[test]
