@@ -18,7 +18,10 @@ use crate::notification::SharedNotification;
 use crate::time::unix_millis;
 
 struct Record {
-    n: SharedNotification,
+    user: Box<str>,
+    created: u64,
+    /// Kept while someone may still have to send it (dropped once the status is final).
+    payload: Option<SharedNotification>,
     route: Option<Route>,
     status: Status,
     deliveries: Vec<(String, String)>,
@@ -85,6 +88,9 @@ impl MemoryLedger {
         let before = r.status;
         if status.rank() > before.rank() {
             r.status = status;
+            if status.is_final() {
+                r.payload = None;
+            }
         }
         Some(before)
     }
@@ -129,7 +135,9 @@ impl Ledger for MemoryLedger {
         self.records.insert(
             id.clone(),
             Record {
-                n: n.clone(),
+                user: n.user_id.as_str().into(),
+                created: n.sent_at,
+                payload: Some(n.clone()),
                 route: None,
                 status: Status::Pending,
                 deliveries: Vec::new(),
@@ -255,7 +263,10 @@ impl Ledger for MemoryLedger {
             .into_iter()
             .map(|id| Due {
                 id: id.to_string(),
-                record: self.records.get(&id).map(|r| (r.status, r.n.clone())),
+                record: self
+                    .records
+                    .get(&id)
+                    .and_then(|r| Some((r.status, r.payload.clone()?))),
             })
             .collect();
         done(due)
@@ -269,7 +280,7 @@ impl Ledger for MemoryLedger {
     }
 
     fn ack(&self, user: &str, id: &str) -> BrokerFuture<AckResult> {
-        let owner = self.records.get(id).map(|r| r.n.user_id == user);
+        let owner = self.records.get(id).map(|r| &*r.user == user);
         let result = match owner {
             None => AckResult::Unknown,
             Some(false) => AckResult::Foreign,
@@ -286,9 +297,9 @@ impl Ledger for MemoryLedger {
 
     fn record(&self, id: &str) -> BrokerFuture<Option<RawRecord>> {
         let raw = self.records.get(id).map(|r| RawRecord {
-            id: r.n.id.clone(),
-            user_id: r.n.user_id.clone(),
-            created_at: r.n.sent_at,
+            id: id.to_string(),
+            user_id: r.user.to_string(),
+            created_at: r.created,
             route: r.route.map(|x| x.as_str().to_string()),
             status: r.status,
             deliveries: r.deliveries.clone(),

@@ -1,7 +1,8 @@
 //! The multi-node ledger in Redis, so that every record, token and replay buffer outlives the
 //! node that wrote it.
 //!
-//! - `{ns}:rec:{id}`: hash `u` (user), `c` (created, ms), `s` (status), `r` (route, when not
+//! - `{ns}:rec:{id}`: hash `u` (user), `c` (created, ms), `s` (status; `pending` with an
+//!   `sse:*` field reads as `delivered`), `r` (route, when not
 //!   `sse`), `p` (the
 //!   notification, for a fallback sent by another node), `sse:<device>` / `fcm:<device>`
 //!   (per-channel outcome), `x` (refused: a tombstone); expires after
@@ -246,26 +247,34 @@ async fn queue(
             eval_in(p, UPDATE, vec![keys.record(id)], vec![s.to_string(), f, v]).await
         }
         Op::Written { n, device, ack } => {
+            // Without acks the write settles it: take the token (nobody else can own it
+            // before its deadline, and the deadline sweep reads the record before sending).
             if !ack {
+                p.zrem::<(), _, _>(&keys.due, n.id.clone()).await?;
+            }
+            // "Delivered" is a pending record with an sse:* field (see `record`): one HSET.
+            // A notification that waited in a queue for half its record's life might find the
+            // record gone: then only the script, which creates nothing, may touch it.
+            let age_ms = unix_millis().saturating_sub(n.sent_at);
+            if age_ms < cfg.retention_ms / 2 {
+                p.hset::<(), _, _>(
+                    keys.record(&n.id),
+                    (sse_field(device.as_deref()), "delivered"),
+                )
+                .await?;
+            } else {
                 eval_in(
                     p,
-                    TAKE,
-                    vec![keys.due.clone(), keys.claimed.clone()],
-                    vec![n.id.clone()],
+                    UPDATE,
+                    vec![keys.record(&n.id)],
+                    vec![
+                        String::new(),
+                        sse_field(device.as_deref()),
+                        "delivered".to_string(),
+                    ],
                 )
                 .await?;
             }
-            eval_in(
-                p,
-                UPDATE,
-                vec![keys.record(&n.id)],
-                vec![
-                    Status::Delivered.as_str().to_string(),
-                    sse_field(device.as_deref()),
-                    "delivered".to_string(),
-                ],
-            )
-            .await?;
             let key = keys.replay(&n.user_id);
             let payload = serde_json::to_vec(&**n).expect("serialising a notification cannot fail");
             let args: Vec<Value> = vec![
@@ -570,6 +579,13 @@ impl Ledger for RedisLedger {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             deliveries.sort();
+            let status = if status == Status::Pending
+                && deliveries.iter().any(|(k, _)| k.starts_with("sse:"))
+            {
+                Status::Delivered
+            } else {
+                status
+            };
             Ok(Some(RawRecord {
                 id,
                 user_id: h.remove("u").unwrap_or_default(),

@@ -23,12 +23,7 @@ pub struct AckRequest {
 
 fn ledger_unavailable(state: &AppState, e: impl std::fmt::Display) -> ApiError {
     state.metrics.broker_errors.inc();
-    tracing::warn!(error = %e, "delivery ledger unreachable");
-    ApiError::unavailable(
-        "broker_unavailable",
-        "the broker is unreachable; retry shortly",
-        1,
-    )
+    ApiError::broker_unavailable("reading delivery records", e)
 }
 
 /// Confirms receipt. Only the notification's own user can ack it: other users' ids, and ids

@@ -49,6 +49,17 @@ impl ApiError {
         }
     }
 
+    /// The broker (or the delivery ledger beside it) did not answer: logged with what was
+    /// being done, answered 503 with `Retry-After: 1`.
+    pub fn broker_unavailable(doing: &str, detail: impl std::fmt::Display) -> ApiError {
+        tracing::warn!(error = %detail, "broker unavailable: {doing}");
+        ApiError::unavailable(
+            "broker_unavailable",
+            "the broker is unreachable; retry shortly",
+            1,
+        )
+    }
+
     /// An internal failure: logged in full, answered generically.
     pub fn internal(detail: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %detail, "internal error");
@@ -106,14 +117,7 @@ impl From<Invalid> for ApiError {
 impl From<RouteError> for ApiError {
     fn from(e: RouteError) -> ApiError {
         match e {
-            RouteError::Broker(b) => {
-                tracing::warn!(error = %b, "broker unavailable");
-                ApiError::unavailable(
-                    "broker_unavailable",
-                    "the broker is unreachable; retry shortly",
-                    1,
-                )
-            }
+            RouteError::Broker(b) => ApiError::broker_unavailable("routing a notification", b),
             RouteError::Store(s) => ApiError::internal(s),
             RouteError::Overloaded(_) => ApiError::unavailable(
                 "overloaded",
@@ -141,14 +145,7 @@ impl From<OpenError> for ApiError {
             OpenError::ShuttingDown => {
                 ApiError::unavailable("shutting_down", "this node is shutting down", 1)
             }
-            OpenError::Broker(b) => {
-                tracing::warn!(error = %b, "broker unavailable while opening a stream");
-                ApiError::unavailable(
-                    "broker_unavailable",
-                    "the broker is unreachable; retry shortly",
-                    1,
-                )
-            }
+            OpenError::Broker(b) => ApiError::broker_unavailable("opening a stream", b),
         }
     }
 }

@@ -80,12 +80,7 @@ async fn replay(state: &AppState, user: &str, last: &str) -> Result<Vec<Item>, A
         .await
         .map_err(|e| {
             state.metrics.broker_errors.inc();
-            tracing::warn!(error = %e, "replay lookup failed");
-            ApiError::unavailable(
-                "broker_unavailable",
-                "the replay buffer is unreachable; retry shortly",
-                1,
-            )
+            ApiError::broker_unavailable("reading the replay buffer", e)
         })?;
     state.metrics.replay(missed.is_none());
     Ok(match missed {

@@ -58,12 +58,7 @@ async fn notify_one(
     loop {
         let begin = ledger.idem_begin(&scope).await.map_err(|e| {
             state.metrics.broker_errors.inc();
-            tracing::warn!(error = %e, "idempotency lookup failed");
-            ApiError::unavailable(
-                "broker_unavailable",
-                "the broker is unreachable; retry shortly",
-                1,
-            )
+            ApiError::broker_unavailable("looking up an idempotency key", e)
         })?;
         match begin {
             IdemBegin::New => break,
@@ -182,14 +177,11 @@ pub async fn presence(
             "user_id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -",
         ));
     }
-    let connections = state.broker.presence(&user_id).await.map_err(|e| {
-        tracing::warn!(error = %e, "presence lookup failed");
-        ApiError::unavailable(
-            "broker_unavailable",
-            "the broker is unreachable; retry shortly",
-            1,
-        )
-    })?;
+    let connections = state
+        .broker
+        .presence(&user_id)
+        .await
+        .map_err(|e| ApiError::broker_unavailable("reading presence", e))?;
     Ok(Json(PresenceAnswer {
         user_id,
         online: !connections.is_empty(),
