@@ -60,19 +60,6 @@ impl App {
         };
         let metrics = Arc::new(Metrics::new());
         let store = Store::connect(&config.store.url).await?;
-        let broker: Arc<dyn Broker> = match config.broker.kind {
-            BrokerKind::Memory => Arc::new(MemoryBroker::new()),
-            BrokerKind::Redis => Arc::new(
-                RedisBroker::connect(&config.broker, node_id.clone(), metrics.clone())
-                    .await
-                    .map_err(|e| {
-                        BuildError::Broker(format!(
-                            "{e} (broker.redis_url = {})",
-                            config.broker.redis_url
-                        ))
-                    })?,
-            ),
-        };
         let ledger_cfg = LedgerConfig {
             ack_timeout_ms: config.delivery.ack_timeout_ms,
             retention_ms: config.delivery.record_retention_secs * 1000,
@@ -80,12 +67,13 @@ impl App {
             replay_capacity: config.delivery.replay_capacity,
             max_records: config.delivery.max_records_in_memory,
         };
-        let ledger: SharedLedger = match config.broker.kind {
-            BrokerKind::Memory => Arc::new(MemoryLedger::new(ledger_cfg)),
+        let (broker, ledger): (Arc<dyn Broker>, SharedLedger) = match config.broker.kind {
+            BrokerKind::Memory => (
+                Arc::new(MemoryBroker::new()),
+                Arc::new(MemoryLedger::new(ledger_cfg)),
+            ),
             BrokerKind::Redis => {
-                let client = crate::broker::redis::client(&config.broker)
-                    .map_err(|e| BuildError::Broker(e.to_string()))?;
-                fred::prelude::ClientLike::init(&client)
+                let broker = RedisBroker::connect(&config.broker, node_id.clone(), metrics.clone())
                     .await
                     .map_err(|e| {
                         BuildError::Broker(format!(
@@ -93,12 +81,15 @@ impl App {
                             config.broker.redis_url
                         ))
                     })?;
-                Arc::new(RedisLedger::start(
-                    client,
+                let clustered = config.broker.redis_url.contains("-cluster://");
+                let ledger = RedisLedger::start(
+                    broker.publisher(),
+                    !clustered,
                     &config.broker.namespace,
                     ledger_cfg,
                     metrics.clone(),
-                ))
+                );
+                (Arc::new(broker), Arc::new(ledger))
             }
         };
         let fcm = if config.fcm_enabled() {

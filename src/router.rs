@@ -59,18 +59,39 @@ impl NotificationRouter {
     /// node from here on), then the publish whose receiver count is the decision.
     #[tracing::instrument(skip_all, fields(notification_id = %n.id, user_id = %n.user_id))]
     pub async fn notify(&self, n: SharedNotification) -> Result<Route, RouteError> {
-        if let Err(e) = self.ledger.begin(&n).await {
-            // Part of it may still reach Redis: make sure it never counts.
-            self.metrics.broker_errors.inc();
-            self.ledger.forget(&n.id);
-            return Err(e.into());
-        }
-        let receivers = match self.broker.publish_user(n.clone()).await {
-            Ok(r) => r,
-            Err(e) => {
+        let receivers = if self.ledger.ordered_with_publish() {
+            // One round trip: the record and token are written before the publish on the same
+            // connection, so whoever receives it finds them.
+            let (begun, published) =
+                futures::join!(self.ledger.begin(&n), self.broker.publish_user(n.clone()));
+            match (begun, published) {
+                (Ok(()), Ok(r)) => r,
+                (Err(e), Ok(r)) if r > 0 => {
+                    // Delivered live, but its record may be missing: answer what happened.
+                    self.metrics.broker_errors.inc();
+                    tracing::warn!(notification_id = %n.id, error = %e, "delivered without a delivery record");
+                    r
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    self.metrics.broker_errors.inc();
+                    self.ledger.forget(&n.id);
+                    return Err(e.into());
+                }
+            }
+        } else {
+            if let Err(e) = self.ledger.begin(&n).await {
+                // Part of it may still reach Redis: make sure it never counts.
                 self.metrics.broker_errors.inc();
                 self.ledger.forget(&n.id);
                 return Err(e.into());
+            }
+            match self.broker.publish_user(n.clone()).await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.metrics.broker_errors.inc();
+                    self.ledger.forget(&n.id);
+                    return Err(e.into());
+                }
             }
         };
         let route = if receivers > 0 {

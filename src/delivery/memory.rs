@@ -168,6 +168,10 @@ impl Ledger for MemoryLedger {
         done(())
     }
 
+    fn ordered_with_publish(&self) -> bool {
+        true
+    }
+
     fn forget(&self, id: &str) {
         self.take_now(id);
         self.records.remove(id);

@@ -257,6 +257,11 @@ pub trait Ledger: Send + Sync {
     /// Stores the record (`pending`) and arms the token; resolves once both are stored, before
     /// the notification is published.
     fn begin(&self, n: &SharedNotification) -> BrokerFuture<()>;
+    /// Whether what `begin` writes is stored before a publish issued right after it (without
+    /// waiting for `begin`) is: true for the memory ledger and for a Redis ledger sharing the
+    /// broker's connection to a single Redis; false on a Redis Cluster, where the record and
+    /// the channel may live on different shards.
+    fn ordered_with_publish(&self) -> bool;
     /// Drops the record and token of a notification that was refused after all (503).
     fn forget(&self, id: &str);
     /// The routing decision, for the record.

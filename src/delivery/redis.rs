@@ -124,6 +124,8 @@ impl Keys {
 
 pub struct RedisLedger {
     client: Client,
+    /// One connection shared with the broker's publishes (a single Redis, not a cluster).
+    ordered: bool,
     keys: Keys,
     cfg: LedgerConfig,
     ops: mpsc::UnboundedSender<Op>,
@@ -158,9 +160,11 @@ async fn eval_in(
 }
 
 impl RedisLedger {
-    /// `client` is connected already (see `broker::redis::client`).
+    /// `client` is connected already: the broker's publisher (see `RedisBroker::publisher`);
+    /// `ordered` when it is one connection to a single Redis.
     pub fn start(
         client: Client,
+        ordered: bool,
         namespace: &str,
         cfg: LedgerConfig,
         metrics: Arc<Metrics>,
@@ -176,6 +180,7 @@ impl RedisLedger {
         ));
         RedisLedger {
             client,
+            ordered,
             keys,
             cfg,
             ops,
@@ -350,6 +355,10 @@ impl Ledger for RedisLedger {
             Ok(())
         }
         .boxed()
+    }
+
+    fn ordered_with_publish(&self) -> bool {
+        self.ordered
     }
 
     fn forget(&self, id: &str) {

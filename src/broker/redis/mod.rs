@@ -99,6 +99,12 @@ pub fn client(cfg: &BrokerConfig) -> Result<Client, BrokerError> {
 }
 
 impl RedisBroker {
+    /// The publishing connection: the delivery ledger shares it, so that a notification's
+    /// record reaches Redis before its publish on the same connection.
+    pub fn publisher(&self) -> Client {
+        self.publisher.clone()
+    }
+
     /// Connects both clients (failing fast if Redis cannot be reached) and starts the
     /// subscription, message and presence tasks.
     pub async fn connect(
