@@ -72,6 +72,16 @@ async fn presence_is_read_from_a_third_node(redis_url: &str) {
     let _on_a = d.nodes[0].stream("carol", "device_id=laptop").await;
     let on_b = d.nodes[1].stream("carol", "device_id=phone").await;
 
+    // Presence records are written in the background, a moment after the stream opens.
+    assert!(
+        eventually(WAIT, || async {
+            d.nodes[2].presence("carol").await["connections"]
+                .as_array()
+                .is_some_and(|c| c.len() == 2)
+        })
+        .await,
+        "presence never listed both streams"
+    );
     let p = d.nodes[2].presence("carol").await;
 
     assert_eq!(p["online"], true);
