@@ -401,9 +401,13 @@ async fn a_slow_consumer_is_closed_and_its_backlog_falls_back_to_fcm() {
 // ---- several nodes on Redis ----
 
 async fn redis_deployment(n: usize) -> common::deploy::Deployment {
+    deployment_on(n, "redis://127.0.0.1:6379").await
+}
+
+async fn deployment_on(n: usize, redis_url: &str) -> common::deploy::Deployment {
     deploy_with(
         n,
-        "redis://127.0.0.1:6379",
+        redis_url,
         &[("SWITCHBOARD__DELIVERY__ACK_TIMEOUT_MS", ACK_TIMEOUT_MS)],
     )
     .await
@@ -411,7 +415,23 @@ async fn redis_deployment(n: usize) -> common::deploy::Deployment {
 
 #[tokio::test]
 async fn multi_node_an_ack_on_any_node_settles_it_and_a_timeout_sends_fcm_once() {
-    let d = redis_deployment(3).await;
+    ack_on_any_node_and_one_fcm_send(&redis_deployment(3).await).await;
+}
+
+/// The same on a three-master Redis Cluster: records, tokens and replay buffers spread over
+/// shards (the token sets share one hash tag), the record written before the publish.
+#[tokio::test]
+async fn cluster_acks_timeouts_replay_and_idempotency() {
+    let d = deployment_on(3, &common::services::redis_cluster_url()).await;
+    ack_on_any_node_and_one_fcm_send(&d).await;
+    replay_what_a_stream_missed(&d.nodes[0], &d.nodes[1], false).await;
+    let body = json!({"user_id": "lou", "data": {"k": "v"}, "idempotency_key": "k-1"});
+    let (_, first) = d.nodes[0].notify(body.clone()).await;
+    let (_, second) = d.nodes[2].notify(body).await;
+    assert_eq!(first, second);
+}
+
+async fn ack_on_any_node_and_one_fcm_send(d: &common::deploy::Deployment) {
     let (a, b, c) = (&d.nodes[0], &d.nodes[1], &d.nodes[2]);
     a.register_device("kim", "phone", "tok-kim").await;
     let mut s = b.stream("kim", "device_id=phone&ack=true").await;
