@@ -94,6 +94,9 @@ pub struct Notification {
     pub accepted_us: u64,
     #[serde(skip)]
     frame: OnceLock<Bytes>,
+    /// Its JSON (what the broker publishes and the Redis ledger stores), made once.
+    #[serde(skip)]
+    json: OnceLock<Bytes>,
     /// Copies queued on this node's streams, not yet written nor dropped.
     #[serde(skip)]
     copies: AtomicU32,
@@ -149,6 +152,7 @@ impl NotifyRequest {
             sent_at: now / 1000,
             accepted_us: now,
             frame: OnceLock::new(),
+            json: OnceLock::new(),
             copies: AtomicU32::new(0),
             written: AtomicBool::new(false),
         };
@@ -218,6 +222,24 @@ impl Notification {
             .and_then(|c| serde_json::to_vec(c).ok())
             .map_or(0, |v| v.len());
         data + content
+    }
+
+    /// Parses a notification from its JSON, keeping the bytes as its [`Notification::json`].
+    pub fn from_json(bytes: Bytes) -> serde_json::Result<Notification> {
+        let n: Notification = serde_json::from_slice(&bytes)?;
+        let _ = n.json.set(bytes);
+        Ok(n)
+    }
+
+    /// Its JSON, serialised on first use and shared after.
+    pub fn json(&self) -> Bytes {
+        self.json
+            .get_or_init(|| {
+                Bytes::from(
+                    serde_json::to_vec(self).expect("serialising a notification cannot fail"),
+                )
+            })
+            .clone()
     }
 
     /// The SSE frame (`id:`, `event: notification`, `data:`), built on first use.

@@ -59,49 +59,34 @@ impl NotificationRouter {
     /// node from here on), then the publish whose receiver count is the decision.
     #[tracing::instrument(skip_all, fields(notification_id = %n.id, user_id = %n.user_id))]
     pub async fn notify(&self, n: SharedNotification) -> Result<Route, RouteError> {
-        let receivers = if self.ledger.ordered_with_publish() {
+        let published = if self.ledger.ordered_with_publish() {
             // One round trip: the record and token are written before the publish on the same
             // connection, so whoever receives it finds them.
             let (begun, published) =
                 futures::join!(self.ledger.begin(&n), self.broker.publish_user(n.clone()));
             match (begun, published) {
-                (Ok(()), Ok(r)) => r,
                 (Err(e), Ok(r)) if r > 0 => {
                     // Delivered live, but its record may be missing: answer what happened.
                     self.metrics.broker_errors.inc();
                     tracing::warn!(notification_id = %n.id, error = %e, "delivered without a delivery record");
-                    r
+                    Ok(r)
                 }
-                (Err(e), _) | (_, Err(e)) => {
-                    self.metrics.broker_errors.inc();
-                    self.ledger.forget(&n.id);
-                    return Err(e.into());
-                }
+                (Err(e), _) => Err(e),
+                (Ok(()), published) => published,
             }
         } else {
-            if let Err(e) = self.ledger.begin(&n).await {
-                // Part of it may still reach Redis: make sure it never counts.
-                self.metrics.broker_errors.inc();
-                self.ledger.forget(&n.id);
-                return Err(e.into());
-            }
-            match self.broker.publish_user(n.clone()).await {
-                Ok(r) => r,
-                Err(e) => {
-                    self.metrics.broker_errors.inc();
-                    self.ledger.forget(&n.id);
-                    return Err(e.into());
-                }
+            match self.ledger.begin(&n).await {
+                Ok(()) => self.broker.publish_user(n.clone()).await,
+                Err(e) => Err(e),
             }
         };
+        let receivers = published.map_err(|e| self.refused(&n, e))?;
         let route = if receivers > 0 {
             Route::Sse
         } else {
             // Nobody else can hold the token yet: its deadline is ack_timeout away.
             if let Err(e) = self.ledger.take(&n.id).await {
-                self.metrics.broker_errors.inc();
-                self.ledger.forget(&n.id);
-                return Err(e.into());
+                return Err(self.refused(&n, e));
             }
             match self.offline(&n, true).await {
                 Ok(route) => route,
@@ -114,6 +99,14 @@ impl NotificationRouter {
         self.ledger.routed(&n.id, route);
         self.metrics.route(route);
         Ok(route)
+    }
+
+    /// The notify is refused (503): whatever part of its record and token still reaches the
+    /// ledger must never count.
+    fn refused(&self, n: &SharedNotification, e: BrokerError) -> RouteError {
+        self.metrics.broker_errors.inc();
+        self.ledger.forget(&n.id);
+        e.into()
     }
 
     /// Sends to every registered device of a user who is not reached over a stream, for a

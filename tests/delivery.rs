@@ -368,14 +368,8 @@ async fn a_slow_consumer_is_closed_and_its_backlog_falls_back_to_fcm() {
         1.0,
         "no slow consumer after {} notifications; metrics:\n{}",
         ids.len(),
-        app.http
-            .get(app.url("/metrics"))
-            .send()
+        app.metrics_text()
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
             .lines()
             .filter(|l| l.contains("sse_")
                 || l.contains("notifications_total")

@@ -27,6 +27,27 @@ struct Record {
     deliveries: Vec<(String, String)>,
 }
 
+impl Record {
+    /// Raises the status (never lowers it); returns the one before.
+    fn raise(&mut self, status: Status) -> Status {
+        let before = self.status;
+        if status.rank() > before.rank() {
+            self.status = status;
+            if status.is_final() {
+                self.payload = None;
+            }
+        }
+        before
+    }
+
+    fn set_delivery(&mut self, field: String, value: String) {
+        match self.deliveries.iter_mut().find(|(f, _)| *f == field) {
+            Some(entry) => entry.1 = value,
+            None => self.deliveries.push((field, value)),
+        }
+    }
+}
+
 enum Token {
     Due(u64),
     Claimed,
@@ -84,15 +105,7 @@ impl MemoryLedger {
     }
 
     fn raise(&self, id: &str, status: Status) -> Option<Status> {
-        let mut r = self.records.get_mut(id)?;
-        let before = r.status;
-        if status.rank() > before.rank() {
-            r.status = status;
-            if status.is_final() {
-                r.payload = None;
-            }
-        }
-        Some(before)
+        Some(self.records.get_mut(id)?.raise(status))
     }
 
     fn expire(&self, now: u64) {
@@ -193,10 +206,7 @@ impl Ledger for MemoryLedger {
 
     fn set_delivery(&self, id: &str, field: String, value: String) {
         if let Some(mut r) = self.records.get_mut(id) {
-            match r.deliveries.iter_mut().find(|(f, _)| *f == field) {
-                Some(entry) => entry.1 = value,
-                None => r.deliveries.push((field, value)),
-            }
+            r.set_delivery(field, value);
         }
     }
 
@@ -204,8 +214,10 @@ impl Ledger for MemoryLedger {
         if !ack {
             self.take_now(&n.id);
         }
-        self.raise(&n.id, Status::Delivered);
-        self.set_delivery(&n.id, sse_field(device), "delivered".into());
+        if let Some(mut r) = self.records.get_mut(n.id.as_str()) {
+            r.raise(Status::Delivered);
+            r.set_delivery(sse_field(device), "delivered".into());
+        }
         let now = unix_millis();
         let oldest = now.saturating_sub(self.cfg.replay_window_ms);
         let mut buf = self.replay.entry(n.user_id.as_str().into()).or_default();

@@ -281,7 +281,6 @@ async fn queue(
                 .await?;
             }
             let key = keys.replay(&n.user_id);
-            let payload = serde_json::to_vec(&**n).expect("serialising a notification cannot fail");
             let args: Vec<Value> = vec![
                 key.clone().into(),
                 "MAXLEN".into(),
@@ -291,7 +290,7 @@ async fn queue(
                 "i".into(),
                 n.id.clone().into(),
                 "p".into(),
-                Value::Bytes(Bytes::from(payload)),
+                Value::Bytes(n.json()),
             ];
             p.custom::<(), _>(xadd(), args).await?;
             p.pexpire::<(), _>(key, cfg.replay_window_ms as i64, None)
@@ -332,12 +331,7 @@ impl Ledger for RedisLedger {
             ("u".into(), n.user_id.clone().into()),
             ("c".into(), (n.sent_at as i64).into()),
             ("s".into(), Status::Pending.as_str().into()),
-            (
-                "p".into(),
-                Value::Bytes(Bytes::from(
-                    serde_json::to_vec(&**n).expect("serialising a notification cannot fail"),
-                )),
-            ),
+            ("p".into(), Value::Bytes(n.json())),
         ];
         let retention = self.cfg.retention_ms as i64;
         let deadline = (unix_millis() + self.cfg.ack_timeout_ms) as f64;
@@ -462,11 +456,7 @@ impl Ledger for RedisLedger {
                             .and_then(Status::parse)
                             .is_some_and(|s| !s.is_final())
                 })
-                .filter_map(|((_, payload), _)| {
-                    serde_json::from_slice::<Notification>(&payload)
-                        .ok()
-                        .map(Arc::new)
-                })
+                .filter_map(|((_, payload), _)| Notification::from_json(payload).ok().map(Arc::new))
                 .collect();
             Ok(Some(out))
         }
@@ -508,7 +498,7 @@ impl Ledger for RedisLedger {
                     let record = s
                         .as_deref()
                         .and_then(Status::parse)
-                        .zip(payload.and_then(|p| serde_json::from_slice::<Notification>(&p).ok()));
+                        .zip(payload.and_then(|p| Notification::from_json(p).ok()));
                     Due {
                         id,
                         record: record.map(|(s, n)| (s, Arc::new(n))),

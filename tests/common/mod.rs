@@ -329,17 +329,21 @@ impl TestApp {
         SseStream::open(&url, &self.token(user)).await
     }
 
-    /// The value of one metric line, e.g. `switchboard_sse_disconnects_total{reason="replaced"}`.
-    pub async fn metric(&self, series: &str) -> f64 {
-        let text = self
-            .http
+    /// The whole `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        self.http
             .get(self.url("/metrics"))
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// The value of one metric line, e.g. `switchboard_sse_disconnects_total{reason="replaced"}`.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics_text().await;
         text.lines()
             .find_map(|l| {
                 l.strip_prefix(series)

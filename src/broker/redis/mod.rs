@@ -145,11 +145,11 @@ impl RedisBroker {
 }
 
 /// SPUBLISH; resolves to the number of subscribed nodes.
-fn spublish(publisher: &Client, channel: String, payload: Vec<u8>) -> BrokerFuture<u64> {
+fn spublish(publisher: &Client, channel: String, payload: Bytes) -> BrokerFuture<u64> {
     let publisher = publisher.clone();
     async move {
         let receivers: i64 = publisher
-            .spublish(channel, Bytes::from(payload))
+            .spublish(channel, payload)
             .await
             .map_err(unavailable)?;
         Ok(receivers.max(0) as u64)
@@ -174,14 +174,13 @@ impl Broker for RedisBroker {
         let channel = self
             .names
             .channel(&Channel::User(n.user_id.as_str().into()));
-        let payload = serde_json::to_vec(&*n).expect("serialising a notification cannot fail");
-        spublish(&self.publisher, channel, payload)
+        spublish(&self.publisher, channel, n.json())
     }
 
     fn publish_topic(&self, b: SharedBroadcast) -> BrokerFuture<u64> {
         let channel = self.names.channel(&Channel::Topic(b.topic.as_str().into()));
         let payload = serde_json::to_vec(&*b).expect("serialising a broadcast cannot fail");
-        spublish(&self.publisher, channel, payload)
+        spublish(&self.publisher, channel, Bytes::from(payload))
     }
 
     fn subscribe(&self, channel: Channel) -> BrokerFuture<()> {
@@ -243,12 +242,13 @@ async fn dispatch(
         let Some(hub) = inbound.get().and_then(Weak::upgrade) else {
             continue;
         };
-        let Some(payload) = msg.value.as_bytes() else {
+        let channel: &str = &msg.channel;
+        let Some(payload) = msg.value.into_bytes() else {
             continue;
         };
-        let channel: &str = &msg.channel;
         if channel.starts_with(&names.user_prefix) {
-            match serde_json::from_slice::<Notification>(payload) {
+            // The received bytes stay with it: the ledger stores them without serialising again.
+            match Notification::from_json(payload) {
                 Ok(n) => {
                     hub.user_message(Arc::new(n), true);
                 }
@@ -257,7 +257,7 @@ async fn dispatch(
                 }
             }
         } else if channel.starts_with(&names.topic_prefix) {
-            match serde_json::from_slice::<Broadcast>(payload) {
+            match serde_json::from_slice::<Broadcast>(&payload) {
                 Ok(b) => {
                     hub.topic_message(Arc::new(b));
                 }
