@@ -197,7 +197,7 @@ impl App {
         let server = crate::server::serve(
             listener,
             routes(state.clone()),
-            state.hub.clone(),
+            state.clone(),
             stop_accepting.clone(),
             &graceful,
         );

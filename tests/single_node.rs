@@ -619,3 +619,136 @@ async fn devices_register_replace_and_delete() {
         .unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
 }
+
+/// A stream is the first request of its connection in most clients, answered on the socket
+/// itself; a stream opened on a connection already used for another request, or with an
+/// `Origin` (CORS), goes through hyper and the router. Both behave the same.
+#[tokio::test]
+async fn streams_behave_the_same_on_either_http1_path() {
+    let app = TestApp::spawn_with(
+        Options::default().env("SWITCHBOARD__SERVER__CORS_ORIGINS", "[https://app.example]"),
+    )
+    .await;
+    let direct = app.stream("ugo", "device_id=a").await;
+    assert_eq!(direct.headers["connection"], "close", "answered directly");
+
+    // One connection (a pool of one): the stream is its second request.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    let health = client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    health.bytes().await.unwrap();
+    let resp = client
+        .get(app.url("/v1/events?device_id=b"))
+        .bearer_auth(app.token("ugo"))
+        .send()
+        .await
+        .unwrap();
+    let reused = SseStream::from_response(resp);
+    assert!(
+        reused.headers.get("connection").is_none(),
+        "answered by hyper"
+    );
+
+    let resp = reqwest::Client::new()
+        .get(app.url("/v1/events?device_id=c"))
+        .bearer_auth(app.token("ugo"))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    let cors = SseStream::from_response(resp);
+    assert_eq!(
+        cors.headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+
+    let mut streams = [direct, reused, cors];
+    for s in &mut streams[1..] {
+        assert_eq!(s.status, StatusCode::OK);
+        assert_eq!(s.headers["content-type"], "text/event-stream");
+        let first = s.next(WAIT).await.expect("the retry: preamble");
+        assert!(first.retry.is_some(), "{first:?}");
+    }
+    let (_, answer) = app
+        .notify(json!({"user_id": "ugo", "data": {"k": "v"}}))
+        .await;
+    assert_eq!(answer["route"], "sse");
+    for s in &mut streams {
+        let ev = s.next_event(WAIT).await.expect("the notification");
+        assert_eq!(ev.id.as_deref(), answer["id"].as_str());
+    }
+    for s in streams {
+        s.close();
+    }
+    assert_eq!(
+        app.wait_metric(
+            "switchboard_sse_disconnects_total{reason=\"client_closed\"}",
+            3.0,
+            WAIT
+        )
+        .await,
+        3.0
+    );
+    assert_eq!(app.metric("switchboard_sse_connections").await, 0.0);
+}
+
+/// The direct path reads a head that arrives in pieces, answers errors as the router does,
+/// and unregisters a stream whose client closes.
+#[tokio::test]
+async fn a_stream_request_in_pieces_over_raw_tcp() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+
+    let mut tcp = tokio::net::TcpStream::connect(&app.addr).await.unwrap();
+    tcp.write_all(b"GET /v1/events?device_id=raw HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let auth = format!("Authorization: Bearer {}\r\n\r\n", app.token("vic"));
+    tcp.write_all(auth.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains("retry: ") {
+        let n = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+            .await
+            .expect("the response head and the retry frame")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("transfer-encoding: chunked\r\n"), "{text}");
+    assert_eq!(app.presence("vic").await["online"], true);
+    drop(tcp);
+    assert!(
+        eventually(WAIT, || async {
+            app.presence("vic").await["online"] == false
+        })
+        .await
+    );
+
+    let mut tcp = tokio::net::TcpStream::connect(&app.addr).await.unwrap();
+    tcp.write_all(b"GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(WAIT, tcp.read_to_string(&mut answer))
+        .await
+        .expect("an answer, then the connection closes")
+        .unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 401 Unauthorized\r\n"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("content-type: application/json\r\n"),
+        "{answer}"
+    );
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let error: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(error["error"]["code"], "missing_token", "{answer}");
+}

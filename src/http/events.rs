@@ -6,14 +6,14 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use axum::Extension;
-use http::{header, HeaderMap, StatusCode, Version};
+use http::{header, HeaderMap, StatusCode, Uri, Version};
 use serde::Deserialize;
 
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::{bearer, AuthError, ClientClaims};
 use crate::ids;
-use crate::streams::{ConnWatch, Item, OpenRequest, SseBody};
+use crate::streams::{ConnWatch, Item, OpenRequest, SseBody, Stream};
 
 /// Most topics one stream may follow.
 const MAX_TOPICS: usize = 64;
@@ -28,15 +28,47 @@ pub struct EventsQuery {
     access_token: Option<String>,
 }
 
-#[tracing::instrument(skip_all, fields(user_id))]
+/// The response headers of a stream (besides the framing), on every path that answers one.
+pub(crate) const STREAM_HEADERS: [(&str, &str); 3] = [
+    ("content-type", "text/event-stream"),
+    ("cache-control", "no-cache"),
+    ("x-accel-buffering", "no"),
+];
+
+/// The route, for HTTP/2 and for HTTP/1 connections whose stream is not their first request
+/// or that need what only the router does (CORS); the first request of an HTTP/1 connection
+/// is answered by `events_h1`, with the same [`open`].
 pub async fn open_stream(
     State(state): State<AppState>,
     conn: Option<Extension<Arc<ConnWatch>>>,
     version: Version,
     headers: HeaderMap,
-    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let stream = open(&state, &headers, &uri).await?;
+    // On HTTP/1 the connection's outcome tells a clean close from a broken one.
+    let conn = match version {
+        Version::HTTP_10 | Version::HTTP_11 => conn.map(|Extension(c)| c),
+        _ => None,
+    };
+    let body = SseBody::new(stream, state.hub.clone(), conn);
+    let mut response = Response::builder().status(StatusCode::OK);
+    for (name, value) in STREAM_HEADERS {
+        response = response.header(name, value);
+    }
+    response.body(Body::new(body)).map_err(ApiError::internal)
+}
+
+/// Authenticates a stream request, checks its parameters, fetches what a reconnecting client
+/// missed and registers the stream with the hub.
+#[tracing::instrument(skip_all, fields(user_id))]
+pub(crate) async fn open(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Arc<Stream>, ApiError> {
+    let Query(q) = Query::<EventsQuery>::try_from_uri(uri)
+        .map_err(|e| ApiError::bad_request(e.body_text()))?;
     let token = bearer(headers.get(header::AUTHORIZATION))
         .or(q.access_token.as_deref())
         .ok_or(AuthError::Missing)?;
@@ -52,22 +84,9 @@ pub async fn open_stream(
     if let Some(last) = last_event_id {
         // Fetched before the stream registers: what is published from here on either reaches
         // the new stream live or (nobody online) goes to FCM, never both.
-        request.preload = replay(&state, &request.user, &last).await?;
+        request.preload = replay(state, &request.user, &last).await?;
     }
-    let stream = state.hub.open(request).await?;
-    // On HTTP/1 the connection's outcome tells a clean close from a broken one.
-    let conn = match version {
-        Version::HTTP_10 | Version::HTTP_11 => conn.map(|Extension(c)| c),
-        _ => None,
-    };
-    let body = SseBody::new(stream, state.hub.clone(), conn);
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .header("x-accel-buffering", "no")
-        .body(Body::new(body))
-        .map_err(ApiError::internal)
+    Ok(state.hub.open(request).await?)
 }
 
 /// What a reconnecting client missed, or `event: reset` when its last id is unknown or older

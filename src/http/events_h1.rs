@@ -1,0 +1,294 @@
+//! `GET /v1/events` as the first request of an HTTP/1.1 connection, answered straight on the
+//! socket rather than through hyper: a node holds 100K idle streams, and hyper keeps two 8 KiB
+//! buffers, a cached header map and a write queue for each of them (bench/PROFILE-W1.md). Here
+//! an idle stream is its task, its socket's registration and the hub's `Stream`.
+//!
+//! Only the plain case is taken: `GET`, HTTP/1.1, no body, no `Origin` (CORS is the router's
+//! job), no upgrade. Anything else — and any head that does not parse — goes to hyper with the
+//! bytes read so far, where the same route answers it. Authentication, parameters, replay and
+//! registration are the route's own [`super::events::open`]; errors are its `ApiError`s.
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice, Write as _};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use axum::response::IntoResponse;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Uri};
+use http_body::Body as _;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::error::ApiError;
+use super::events::{open, STREAM_HEADERS};
+use super::AppState;
+use crate::streams::{ConnWatch, SseBody};
+
+/// What such a connection starts with (then `?` or a space).
+pub const REQUEST_LINE_START: &[u8] = b"GET /v1/events";
+/// A longer head goes to hyper, which answers 431.
+const MAX_HEAD: usize = 16 * 1024;
+const MAX_HEADERS: usize = 48;
+
+/// A request head read off the socket.
+pub enum Head {
+    /// A stream request this module answers.
+    Stream { uri: Uri, headers: HeaderMap },
+    /// Everything else: the bytes read so far, for hyper to read first.
+    Other(Bytes),
+}
+
+/// Reads the request head of a connection whose first bytes are [`REQUEST_LINE_START`].
+/// `None` when the client closed before finishing it.
+pub async fn read_head(tcp: &mut TcpStream) -> io::Result<Option<Head>> {
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        if tokio::io::AsyncReadExt::read_buf(tcp, &mut buf).await? == 0 {
+            return Ok(None);
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf) {
+            Ok(httparse::Status::Complete(_)) => {
+                return Ok(Some(
+                    plain_stream_request(&req).unwrap_or(Head::Other(buf.into())),
+                ))
+            }
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {
+                if buf.len() == buf.capacity() {
+                    buf.reserve(buf.len());
+                }
+            }
+            _ => return Ok(Some(Head::Other(buf.into()))),
+        }
+    }
+}
+
+/// The request as the route would see it, if it is one this module takes.
+fn plain_stream_request(req: &httparse::Request<'_, '_>) -> Option<Head> {
+    if req.method != Some("GET") || req.version != Some(1) {
+        return None;
+    }
+    let path = req.path?;
+    let rest = path.strip_prefix("/v1/events")?;
+    if !(rest.is_empty() || rest.starts_with('?')) {
+        return None;
+    }
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        let hands_over = name == header::ORIGIN
+            || name == header::TRANSFER_ENCODING
+            || name == header::UPGRADE
+            || name == header::EXPECT
+            || (name == header::CONTENT_LENGTH && h.value != b"0");
+        if hands_over {
+            return None;
+        }
+        headers.append(name, HeaderValue::from_bytes(h.value).ok()?);
+    }
+    Some(Head::Stream {
+        uri: Uri::try_from(path).ok()?,
+        headers,
+    })
+}
+
+/// Opens the stream and writes it until it ends, then closes the connection.
+pub async fn serve(mut tcp: TcpStream, uri: Uri, headers: HeaderMap, state: &AppState) {
+    // Boxed: authentication and replay are large futures, needed only while opening.
+    let opened = Box::pin(open(state, &headers, &uri)).await;
+    drop((uri, headers));
+    let stream = match opened {
+        Ok(stream) => stream,
+        Err(e) => {
+            let _ = write_error(&mut tcp, e).await;
+            return;
+        }
+    };
+    let hub = &state.hub;
+    let watch = Arc::new(ConnWatch::default());
+    let mut body = SseBody::new(stream, hub.clone(), Some(watch.clone()));
+    let clean = tokio::select! {
+        clean = pump(&mut tcp, &mut body) => clean,
+        // The stream is a slow consumer that stopped reading: drop the connection.
+        _ = watch.aborted() => false,
+    };
+    // Unregisters the stream (its unwritten notifications go to FCM), then counts how it ended.
+    drop(body);
+    watch.finish(clean, hub);
+}
+
+/// What the writer waits for.
+enum Next {
+    Batch(Bytes),
+    /// The server ended the stream and it is drained.
+    End,
+    /// The client closed its side.
+    ClientGone,
+}
+
+/// Writes the response head and the stream's batches as chunks. True when it ended in an
+/// orderly way (the server ended it, or the client closed).
+async fn pump(tcp: &mut TcpStream, body: &mut SseBody) -> bool {
+    let mut head = Some(response_head());
+    loop {
+        let next = match next(tcp, body).await {
+            Ok(next) => next,
+            Err(_) => return false,
+        };
+        let batch = match next {
+            Next::Batch(batch) => batch,
+            Next::ClientGone => return true,
+            Next::End => {
+                return write_all(tcp, &mut [IoSlice::new(b"0\r\n\r\n")])
+                    .await
+                    .is_ok()
+            }
+        };
+        let mut size = [0u8; 20];
+        let size_len = {
+            let mut w = &mut size[..];
+            let _ = write!(w, "{:x}\r\n", batch.len());
+            20 - w.len()
+        };
+        let head_bytes = head.take().unwrap_or_default();
+        let mut slices = [
+            IoSlice::new(&head_bytes),
+            IoSlice::new(&size[..size_len]),
+            IoSlice::new(&batch),
+            IoSlice::new(b"\r\n"),
+        ];
+        if write_all(tcp, &mut slices).await.is_err() {
+            return false;
+        }
+    }
+}
+
+/// The next batch to write, or how the stream ended. A client of an SSE stream sends nothing
+/// after its request, so a readable socket means it closed (or broke); stray bytes are dropped.
+/// The socket is checked first: what is queued for a client that left goes to FCM instead.
+async fn next(tcp: &TcpStream, body: &mut SseBody) -> io::Result<Next> {
+    poll_fn(|cx| {
+        while tcp.poll_read_ready(cx)?.is_ready() {
+            let mut sink = [0u8; 64];
+            match tcp.try_read(&mut sink) {
+                Ok(0) => return Poll::Ready(Ok(Next::ClientGone)),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Pin::new(&mut *body).poll_frame(cx).map(|frame| {
+            Ok(match frame.and_then(|f| f.ok()?.into_data().ok()) {
+                Some(batch) => Next::Batch(batch),
+                None => Next::End,
+            })
+        })
+    })
+    .await
+}
+
+async fn write_all(tcp: &mut TcpStream, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        let n = tcp.write_vectored(slices).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    Ok(())
+}
+
+fn response_head() -> Vec<u8> {
+    let mut head = Vec::with_capacity(192);
+    head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    for (name, value) in STREAM_HEADERS {
+        push_header(&mut head, name.as_bytes(), value.as_bytes());
+    }
+    push_header(&mut head, b"transfer-encoding", b"chunked");
+    finish_head(&mut head);
+    head
+}
+
+/// Answers the route's error, as hyper would, and closes.
+async fn write_error(tcp: &mut TcpStream, e: ApiError) -> io::Result<()> {
+    let (parts, body) = e.into_response().into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(256 + body.len());
+    let _ = write!(out, "HTTP/1.1 {}\r\n", parts.status);
+    for (name, value) in &parts.headers {
+        push_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    push_header(
+        &mut out,
+        b"content-length",
+        body.len().to_string().as_bytes(),
+    );
+    finish_head(&mut out);
+    out.extend_from_slice(&body);
+    tcp.write_all(&out).await?;
+    tcp.shutdown().await
+}
+
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The connection ends with the response: a stream is its connection's last request.
+fn finish_head(out: &mut Vec<u8>) {
+    push_header(out, b"connection", b"close");
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    push_header(out, b"date", date.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(head: &str) -> Option<Head> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        assert!(req.parse(head.as_bytes()).unwrap().is_complete());
+        plain_stream_request(&req)
+    }
+
+    #[test]
+    fn takes_plain_stream_requests_only() {
+        let Some(Head::Stream { uri, headers }) = parse(
+            "GET /v1/events?topics=a,b HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\r\n",
+        ) else {
+            panic!("a plain stream request")
+        };
+        assert_eq!(uri.query(), Some("topics=a,b"));
+        assert_eq!(headers["authorization"], "Bearer t");
+        assert!(parse("GET /v1/events HTTP/1.1\r\nContent-Length: 0\r\n\r\n").is_some());
+        for other in [
+            "GET /v1/events HTTP/1.0\r\n\r\n",
+            "GET /v1/eventsx HTTP/1.1\r\n\r\n",
+            "GET /v1/events HTTP/1.1\r\nOrigin: https://a.example\r\n\r\n",
+            "GET /v1/events HTTP/1.1\r\nContent-Length: 3\r\n\r\n",
+            "GET /v1/events HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET /v1/events HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+        ] {
+            assert!(parse(other).is_none(), "{other}");
+        }
+    }
+
+    #[test]
+    fn heads_name_their_framing() {
+        let head = String::from_utf8(response_head()).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"));
+        assert!(head.contains("transfer-encoding: chunked\r\n"));
+        assert!(head.contains("connection: close\r\n"));
+        assert!(head.ends_with("\r\n\r\n"));
+    }
+}
