@@ -9,14 +9,34 @@ use futures::future::{ready, FutureExt};
 use parking_lot::Mutex;
 
 use super::{
-    after, sse_field, AckResult, Due, IdemBegin, Ledger, LedgerConfig, RawRecord, Status, Take,
-    CLAIM_BATCH, IDEMPOTENCY_TTL_MS,
+    after, AckResult, Due, IdemBegin, Ledger, LedgerConfig, RawRecord, Status, Take, CLAIM_BATCH,
+    IDEMPOTENCY_TTL_MS,
 };
 use crate::broker::BrokerFuture;
 use crate::metrics::Route;
 use crate::notification::SharedNotification;
 use crate::time::unix_millis;
 
+/// A notification id (a UUIDv7) as a number: 16 bytes instead of a 36-byte string, hashed
+/// with foldhash instead of SipHash. A node keeps up to `max_records_in_memory` of them.
+type Key = u128;
+type Hasher = foldhash::fast::RandomState;
+
+/// `None` for a string that is not a UUID: no notification has it.
+fn key(id: &str) -> Option<Key> {
+    uuid::Uuid::try_parse(id).ok().map(|u| u.as_u128())
+}
+
+fn id_of(key: Key) -> String {
+    uuid::Uuid::from_u128(key).to_string()
+}
+
+/// A UUIDv7 starts with its Unix time in milliseconds.
+fn created_ms(key: Key) -> u64 {
+    (key >> 80) as u64
+}
+
+/// Kept small: a node retains up to `max_records_in_memory` settled records.
 struct Record {
     user: Box<str>,
     created: u64,
@@ -24,7 +44,42 @@ struct Record {
     payload: Option<SharedNotification>,
     route: Option<Route>,
     status: Status,
-    deliveries: Vec<(String, String)>,
+    deliveries: Box<[Delivery]>,
+}
+
+/// One channel's outcome: `field` is `channel:device`, as in [`RawRecord::deliveries`].
+struct Delivery {
+    field: Box<str>,
+    outcome: Outcome,
+}
+
+impl Delivery {
+    fn is_sse(&self, device: &str) -> bool {
+        self.field.strip_prefix("sse:") == Some(device)
+    }
+}
+
+/// A delivery's status, without an allocation when it is a plain status.
+enum Outcome {
+    Status(Status),
+    /// `status:error`, or anything else a caller recorded.
+    Other(Box<str>),
+}
+
+impl Outcome {
+    fn new(value: String) -> Outcome {
+        match Status::parse(&value) {
+            Some(status) => Outcome::Status(status),
+            None => Outcome::Other(value.into_boxed_str()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Outcome::Status(s) => s.as_str(),
+            Outcome::Other(v) => v,
+        }
+    }
 }
 
 impl Record {
@@ -40,10 +95,17 @@ impl Record {
         before
     }
 
-    fn set_delivery(&mut self, field: String, value: String) {
-        match self.deliveries.iter_mut().find(|(f, _)| *f == field) {
-            Some(entry) => entry.1 = value,
-            None => self.deliveries.push((field, value)),
+    fn set_delivery(&mut self, field: &str, outcome: impl FnOnce() -> Outcome) {
+        match self.deliveries.iter_mut().find(|d| &*d.field == field) {
+            Some(d) => d.outcome = outcome(),
+            None => {
+                let mut all = std::mem::take(&mut self.deliveries).into_vec();
+                all.push(Delivery {
+                    field: field.into(),
+                    outcome: outcome(),
+                });
+                self.deliveries = all.into_boxed_slice();
+            }
         }
     }
 }
@@ -55,24 +117,21 @@ enum Token {
 
 #[derive(Default)]
 struct Tokens {
-    by_deadline: BTreeSet<(u64, Arc<str>)>,
-    state: HashMap<Arc<str>, Token>,
-}
-
-enum Expiring {
-    Record(Arc<str>),
-    Idem(String),
+    by_deadline: BTreeSet<(u64, Key)>,
+    state: HashMap<Key, Token, Hasher>,
 }
 
 pub struct MemoryLedger {
     cfg: LedgerConfig,
-    records: DashMap<Arc<str>, Record>,
+    records: DashMap<Key, Record, Hasher>,
+    /// Record keys in creation order (a record lives `retention_ms` from its id's time).
+    record_order: Mutex<VecDeque<Key>>,
     tokens: Mutex<Tokens>,
     /// Per user: (written at, notification), oldest first.
-    replay: DashMap<Arc<str>, VecDeque<(u64, SharedNotification)>>,
-    idem: DashMap<String, (u64, Option<String>)>,
-    /// Records and idempotency keys in expiry order (both have one fixed lifetime).
-    expiry: Mutex<VecDeque<(u64, Expiring)>>,
+    replay: DashMap<Arc<str>, VecDeque<(u64, SharedNotification)>, Hasher>,
+    idem: DashMap<String, (u64, Option<String>), Hasher>,
+    /// Idempotency keys in expiry order.
+    idem_order: Mutex<VecDeque<(u64, String)>>,
     last_replay_sweep: Mutex<u64>,
 }
 
@@ -80,48 +139,52 @@ impl MemoryLedger {
     pub fn new(cfg: LedgerConfig) -> MemoryLedger {
         MemoryLedger {
             cfg,
-            records: DashMap::new(),
+            records: DashMap::with_hasher(Hasher::default()),
+            record_order: Mutex::new(VecDeque::new()),
             tokens: Mutex::new(Tokens::default()),
-            replay: DashMap::new(),
-            idem: DashMap::new(),
-            expiry: Mutex::new(VecDeque::new()),
+            replay: DashMap::with_hasher(Hasher::default()),
+            idem: DashMap::with_hasher(Hasher::default()),
+            idem_order: Mutex::new(VecDeque::new()),
             last_replay_sweep: Mutex::new(0),
         }
     }
 
-    fn take_now(&self, id: &str) -> Take {
+    fn take_now(&self, id: Key) -> Take {
         let mut t = self.tokens.lock();
-        match t.state.get(id) {
+        match t.state.get(&id) {
             None => Take::Gone,
             Some(Token::Claimed) => Take::Claimed,
             Some(Token::Due(deadline)) => {
                 let deadline = *deadline;
-                if let Some((key, _)) = t.state.remove_entry(id) {
-                    t.by_deadline.remove(&(deadline, key));
-                }
+                t.state.remove(&id);
+                t.by_deadline.remove(&(deadline, id));
                 Take::Taken
             }
         }
     }
 
-    fn raise(&self, id: &str, status: Status) -> Option<Status> {
-        Some(self.records.get_mut(id)?.raise(status))
+    fn raise(&self, id: Key, status: Status) -> Option<Status> {
+        Some(self.records.get_mut(&id)?.raise(status))
     }
 
     fn expire(&self, now: u64) {
-        let mut q = self.expiry.lock();
-        while q.front().is_some_and(|(at, _)| *at <= now) {
-            match q.pop_front().map(|(_, e)| e) {
-                Some(Expiring::Record(id)) => {
-                    self.records.remove(&id);
+        let retention = self.cfg.retention_ms;
+        {
+            let mut q = self.record_order.lock();
+            while q.front().is_some_and(|k| created_ms(*k) + retention <= now) {
+                if let Some(k) = q.pop_front() {
+                    self.records.remove(&k);
                 }
-                Some(Expiring::Idem(scope)) => {
-                    self.idem.remove_if(&scope, |_, (at, _)| *at <= now);
-                }
-                None => {}
             }
         }
-        drop(q);
+        {
+            let mut q = self.idem_order.lock();
+            while q.front().is_some_and(|(at, _)| *at <= now) {
+                if let Some((_, scope)) = q.pop_front() {
+                    self.idem.remove_if(&scope, |_, (at, _)| *at <= now);
+                }
+            }
+        }
         let mut last = self.last_replay_sweep.lock();
         if now.saturating_sub(*last) >= 10_000 {
             *last = now;
@@ -143,40 +206,35 @@ fn done<T: Send + 'static>(v: T) -> BrokerFuture<T> {
 
 impl Ledger for MemoryLedger {
     fn begin(&self, n: &SharedNotification) -> BrokerFuture<()> {
-        let id: Arc<str> = n.id.as_str().into();
-        let now = unix_millis();
+        let Some(id) = key(&n.id) else {
+            // Ids are made by `ids::new_id`: this would be a bug, not an input.
+            tracing::error!(id = %n.id, "a notification id that is not a UUID");
+            return done(());
+        };
         self.records.insert(
-            id.clone(),
+            id,
             Record {
                 user: n.user_id.as_str().into(),
                 created: n.sent_at,
                 payload: Some(n.clone()),
                 route: None,
                 status: Status::Pending,
-                deliveries: Vec::new(),
+                deliveries: Box::new([]),
             },
         );
         {
-            let mut q = self.expiry.lock();
-            q.push_back((now + self.cfg.retention_ms, Expiring::Record(id.clone())));
+            let mut q = self.record_order.lock();
+            q.push_back(id);
             // Over the cap, the oldest records go before their time.
             if self.records.len() > self.cfg.max_records {
-                while let Some((_, e)) = q.pop_front() {
-                    match e {
-                        Expiring::Record(old) => {
-                            self.records.remove(&old);
-                            break;
-                        }
-                        Expiring::Idem(scope) => {
-                            self.idem.remove(&scope);
-                        }
-                    }
+                if let Some(old) = q.pop_front() {
+                    self.records.remove(&old);
                 }
             }
         }
-        let deadline = now + self.cfg.ack_timeout_ms;
+        let deadline = unix_millis() + self.cfg.ack_timeout_ms;
         let mut t = self.tokens.lock();
-        t.by_deadline.insert((deadline, id.clone()));
+        t.by_deadline.insert((deadline, id));
         t.state.insert(id, Token::Due(deadline));
         done(())
     }
@@ -186,41 +244,57 @@ impl Ledger for MemoryLedger {
     }
 
     fn forget(&self, id: &str) {
-        self.take_now(id);
-        self.records.remove(id);
+        if let Some(id) = key(id) {
+            self.take_now(id);
+            self.records.remove(&id);
+        }
     }
 
     fn routed(&self, id: &str, route: Route) {
-        if let Some(mut r) = self.records.get_mut(id) {
+        if let Some(mut r) = key(id).and_then(|id| self.records.get_mut(&id)) {
             r.route = Some(route);
         }
     }
 
     fn take(&self, id: &str) -> BrokerFuture<Take> {
-        done(self.take_now(id))
+        done(key(id).map_or(Take::Gone, |id| self.take_now(id)))
     }
 
     fn set_status(&self, id: &str, status: Status) {
-        self.raise(id, status);
+        if let Some(id) = key(id) {
+            self.raise(id, status);
+        }
     }
 
     fn set_delivery(&self, id: &str, field: String, value: String) {
-        if let Some(mut r) = self.records.get_mut(id) {
-            r.set_delivery(field, value);
+        if let Some(mut r) = key(id).and_then(|id| self.records.get_mut(&id)) {
+            r.set_delivery(&field, || Outcome::new(value));
         }
     }
 
     fn written(&self, n: &SharedNotification, device: Option<&str>, ack: bool) {
-        if !ack {
-            self.take_now(&n.id);
-        }
-        if let Some(mut r) = self.records.get_mut(n.id.as_str()) {
-            r.raise(Status::Delivered);
-            r.set_delivery(sse_field(device), "delivered".into());
+        if let Some(id) = key(&n.id) {
+            if !ack {
+                self.take_now(id);
+            }
+            if let Some(mut r) = self.records.get_mut(&id) {
+                r.raise(Status::Delivered);
+                let device = device.unwrap_or("");
+                let delivered = || Outcome::Status(Status::Delivered);
+                // Found without building the field: this runs on every write.
+                match r.deliveries.iter_mut().find(|d| d.is_sse(device)) {
+                    Some(d) => d.outcome = delivered(),
+                    None => r.set_delivery(&super::sse_field(Some(device)), delivered),
+                }
+            }
         }
         let now = unix_millis();
         let oldest = now.saturating_sub(self.cfg.replay_window_ms);
-        let mut buf = self.replay.entry(n.user_id.as_str().into()).or_default();
+        let user = n.user_id.as_str();
+        let mut buf = match self.replay.get_mut(user) {
+            Some(buf) => buf,
+            None => self.replay.entry(user.into()).or_default(),
+        };
         while buf.front().is_some_and(|(at, _)| *at < oldest)
             || buf.len() >= self.cfg.replay_capacity
         {
@@ -245,8 +319,8 @@ impl Ledger for MemoryLedger {
             missed
                 .into_iter()
                 .filter(|(id, _)| {
-                    self.records
-                        .get(id.as_str())
+                    key(id)
+                        .and_then(|id| self.records.get(&id))
                         .is_some_and(|r| !r.status.is_final())
                 })
                 .map(|(_, n)| n)
@@ -269,7 +343,7 @@ impl Ledger for MemoryLedger {
                     break;
                 }
                 let (_, id) = t.by_deadline.pop_first().expect("checked above");
-                t.state.insert(id.clone(), Token::Claimed);
+                t.state.insert(id, Token::Claimed);
                 claimed.push(id);
             }
         }
@@ -277,7 +351,7 @@ impl Ledger for MemoryLedger {
         let due = claimed
             .into_iter()
             .map(|id| Due {
-                id: id.to_string(),
+                id: id_of(id),
                 record: self
                     .records
                     .get(&id)
@@ -288,14 +362,18 @@ impl Ledger for MemoryLedger {
     }
 
     fn release(&self, id: &str) {
+        let Some(id) = key(id) else { return };
         let mut t = self.tokens.lock();
-        if matches!(t.state.get(id), Some(Token::Claimed)) {
-            t.state.remove(id);
+        if matches!(t.state.get(&id), Some(Token::Claimed)) {
+            t.state.remove(&id);
         }
     }
 
     fn ack(&self, user: &str, id: &str) -> BrokerFuture<AckResult> {
-        let owner = self.records.get(id).map(|r| &*r.user == user);
+        let Some(id) = key(id) else {
+            return done(AckResult::Unknown);
+        };
+        let owner = self.records.get(&id).map(|r| &*r.user == user);
         let result = match owner {
             None => AckResult::Unknown,
             Some(false) => AckResult::Foreign,
@@ -311,14 +389,20 @@ impl Ledger for MemoryLedger {
     }
 
     fn record(&self, id: &str) -> BrokerFuture<Option<RawRecord>> {
-        let raw = self.records.get(id).map(|r| RawRecord {
-            id: id.to_string(),
-            user_id: r.user.to_string(),
-            created_at: r.created,
-            route: r.route.map(|x| x.as_str().to_string()),
-            status: r.status,
-            deliveries: r.deliveries.clone(),
-        });
+        let raw = key(id)
+            .and_then(|k| self.records.get(&k))
+            .map(|r| RawRecord {
+                id: id.to_string(),
+                user_id: r.user.to_string(),
+                created_at: r.created,
+                route: r.route.map(|x| x.as_str().to_string()),
+                status: r.status,
+                deliveries: r
+                    .deliveries
+                    .iter()
+                    .map(|d| (d.field.to_string(), d.outcome.as_str().to_string()))
+                    .collect(),
+            });
         done(raw)
     }
 
@@ -332,9 +416,7 @@ impl Ledger for MemoryLedger {
             entry => {
                 let at = now + IDEMPOTENCY_TTL_MS;
                 entry.insert((at, None));
-                self.expiry
-                    .lock()
-                    .push_back((at, Expiring::Idem(scope.to_string())));
+                self.idem_order.lock().push_back((at, scope.to_string()));
                 IdemBegin::New
             }
         };
@@ -414,6 +496,49 @@ mod tests {
         let missed = now(l.replay("u", &ns[1].id)).unwrap();
         assert_eq!(missed.len(), 1);
         assert_eq!(missed[0].id, ns[3].id);
+    }
+
+    #[test]
+    fn records_keep_deliveries_and_respect_the_cap() {
+        let l = MemoryLedger::new(LedgerConfig {
+            max_records: 2,
+            ..ledger(60_000).cfg
+        });
+        let ns: Vec<_> = (0..3).map(|_| n("u")).collect();
+        for x in &ns {
+            now(l.begin(x));
+        }
+        assert!(
+            now(l.record(&ns[0].id)).is_none(),
+            "the oldest went at the cap"
+        );
+        let id = &ns[2].id;
+        l.set_delivery(id, "fcm:tab".into(), "fcm_failed:unregistered".into());
+        l.written(&ns[2], Some("phone"), false);
+        l.written(&ns[2], Some("phone"), false);
+        let r = now(l.record(id)).unwrap();
+        assert_eq!(&r.id, id);
+        assert_eq!(r.status, Status::Delivered);
+        assert_eq!(
+            r.deliveries,
+            [
+                ("fcm:tab".to_string(), "fcm_failed:unregistered".to_string()),
+                ("sse:phone".to_string(), "delivered".to_string()),
+            ]
+        );
+        assert_eq!(now(l.take(id)), Take::Gone, "a write without acks took it");
+    }
+
+    #[test]
+    fn ids_that_are_not_uuids_are_unknown() {
+        let l = ledger(0);
+        assert_eq!(now(l.take("nope")), Take::Gone);
+        assert_eq!(now(l.ack("u", "nope")), AckResult::Unknown);
+        assert!(now(l.record("nope")).is_none());
+        let a = n("u");
+        now(l.begin(&a));
+        let due = now(l.claim_due());
+        assert_eq!(due[0].id, a.id, "the id reads back as it was given");
     }
 
     #[test]
