@@ -752,3 +752,44 @@ async fn a_stream_request_in_pieces_over_raw_tcp() {
     let error: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(error["error"]["code"], "missing_token", "{answer}");
 }
+
+/// The FCM path reads a user's devices from a cache (SQLite): every change to the devices
+/// table reaches the next notification.
+#[tokio::test]
+async fn device_changes_reach_the_next_notification() {
+    let app = TestApp::spawn_with(Options::with_fcm()).await;
+    let route = |user: &'static str| {
+        let app = &app;
+        async move {
+            let (status, answer) = app.notify(json!({"user_id": user, "data": {}})).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+            answer["route"].as_str().unwrap().to_string()
+        }
+    };
+    // Nobody's devices yet: cached as none.
+    assert_eq!(route("gus").await, "none");
+    app.register_device("gus", "phone", "tok-1").await;
+    assert_eq!(route("gus").await, "fcm");
+    app.register_device("gus", "phone", "tok-2").await;
+    assert_eq!(route("gus").await, "fcm");
+    // Registering gus's token for another user retires gus's device.
+    app.register_device("hal", "tab", "tok-2").await;
+    assert_eq!(route("gus").await, "none");
+    assert_eq!(route("hal").await, "fcm");
+    let gone = app
+        .http
+        .delete(app.url("/v1/devices/tab"))
+        .bearer_auth(app.token("hal"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+    assert_eq!(route("hal").await, "none");
+
+    let messages = app.mock().wait_messages(3, WAIT).await;
+    let tokens: Vec<_> = messages
+        .iter()
+        .map(|m| m["message"]["token"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(tokens, ["tok-1", "tok-2", "tok-2"]);
+}

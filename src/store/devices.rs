@@ -1,8 +1,55 @@
 //! The device registry: which FCM tokens reach a user when no stream does.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
 use super::{on_pool, Store, StoreError};
+
+/// Most users whose device lists a node caches; past it the cache starts over.
+const CACHE_USERS: usize = 200_000;
+
+/// Each user's device list (empty ones too: users who never registered a device), as the
+/// database last returned it. Every write to the devices table drops the lists it touches.
+/// `epoch` counts those writes: a list read from the database is cached only if no write
+/// happened meanwhile, or it could put back what a concurrent write just dropped.
+#[derive(Default)]
+pub(super) struct DeviceCache {
+    users: DashMap<String, Arc<[Device]>, foldhash::fast::RandomState>,
+    epoch: AtomicU64,
+}
+
+impl DeviceCache {
+    fn get(&self, user_id: &str) -> Option<Arc<[Device]>> {
+        self.users.get(user_id).map(|d| d.clone())
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Caches what was read from the database at `epoch`, unless a write came since.
+    fn fill(&self, user_id: &str, devices: &[Device], epoch: u64) {
+        if self.users.len() >= CACHE_USERS {
+            self.users.clear();
+        }
+        // Checked under the entry's lock, which `dropped` also takes after counting its write.
+        let entry = self.users.entry(user_id.to_string());
+        if self.epoch() == epoch {
+            entry.insert(devices.into());
+        }
+    }
+
+    /// A write changed these users' devices (after it committed).
+    fn dropped<'a>(&self, users: impl IntoIterator<Item = &'a str>) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        for user in users {
+            self.users.remove(user);
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -68,12 +115,12 @@ const UPSERT: &str = "INSERT INTO devices (user_id, device_id, fcm_token, platfo
      ON CONFLICT (user_id, device_id) DO UPDATE SET fcm_token = excluded.fcm_token, \
      platform = excluded.platform, updated_at = excluded.updated_at";
 /// A token belongs to one app install: registering it elsewhere retires the older row.
-const RETIRE_TOKEN: &str =
-    "DELETE FROM devices WHERE fcm_token = $1 AND NOT (user_id = $2 AND device_id = $3)";
+const RETIRE_TOKEN: &str = "DELETE FROM devices WHERE fcm_token = $1 \
+     AND NOT (user_id = $2 AND device_id = $3) RETURNING user_id";
 const BY_USER: &str = "SELECT user_id, device_id, fcm_token, platform, updated_at FROM devices \
      WHERE user_id = $1 ORDER BY device_id";
 const DELETE: &str = "DELETE FROM devices WHERE user_id = $1 AND device_id = $2";
-const DELETE_TOKEN: &str = "DELETE FROM devices WHERE fcm_token = $1";
+const DELETE_TOKEN: &str = "DELETE FROM devices WHERE fcm_token = $1 RETURNING user_id";
 
 impl Store {
     /// Registers (or re-registers, replacing the token) a device of `user_id`.
@@ -85,13 +132,13 @@ impl Store {
         platform: Platform,
     ) -> Result<Device, StoreError> {
         let now = crate::time::unix_millis() as i64;
-        on_pool!(self, pool => {
+        let retired: Vec<(String,)> = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query(RETIRE_TOKEN)
+            let retired = sqlx::query_as(RETIRE_TOKEN)
                 .bind(fcm_token)
                 .bind(user_id)
                 .bind(device_id)
-                .execute(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await?;
             sqlx::query(UPSERT)
                 .bind(user_id)
@@ -102,7 +149,11 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
+            retired
         });
+        if let Some(cache) = &self.devices {
+            cache.dropped(retired.iter().map(|r| r.0.as_str()).chain([user_id]));
+        }
         Ok(Device {
             device_id: device_id.to_string(),
             user_id: user_id.to_string(),
@@ -120,24 +171,41 @@ impl Store {
             .execute(pool)
             .await?
             .rows_affected());
+        if let Some(cache) = &self.devices {
+            cache.dropped([user_id]);
+        }
         Ok(affected > 0)
     }
 
+    /// The user's devices, by device id.
     pub async fn devices_for_user(&self, user_id: &str) -> Result<Vec<Device>, StoreError> {
+        let epoch = match &self.devices {
+            Some(cache) => match cache.get(user_id) {
+                Some(devices) => return Ok(devices.to_vec()),
+                None => cache.epoch(),
+            },
+            None => 0,
+        };
         let rows: Vec<DeviceRow> = on_pool!(self, pool => sqlx::query_as(BY_USER)
             .bind(user_id)
             .fetch_all(pool)
             .await?);
-        Ok(rows.into_iter().map(Device::from).collect())
+        let devices: Vec<Device> = rows.into_iter().map(Device::from).collect();
+        if let Some(cache) = &self.devices {
+            cache.fill(user_id, &devices, epoch);
+        }
+        Ok(devices)
     }
 
     /// Forgets a token FCM called UNREGISTERED; returns how many rows had it.
     pub async fn delete_token(&self, fcm_token: &str) -> Result<u64, StoreError> {
-        let affected = on_pool!(self, pool => sqlx::query(DELETE_TOKEN)
+        let users: Vec<(String,)> = on_pool!(self, pool => sqlx::query_as(DELETE_TOKEN)
             .bind(fcm_token)
-            .execute(pool)
-            .await?
-            .rows_affected());
-        Ok(affected)
+            .fetch_all(pool)
+            .await?);
+        if let Some(cache) = &self.devices {
+            cache.dropped(users.iter().map(|u| u.0.as_str()));
+        }
+        Ok(users.len() as u64)
     }
 }

@@ -1,11 +1,16 @@
 //! Persistent state behind sqlx: the device registry. SQLite by default, PostgreSQL for several
 //! nodes, chosen by the URL scheme; migrations per dialect under `migrations/`.
+//!
+//! A SQLite database belongs to one node, so its device lists are also cached in memory
+//! (`devices::DeviceCache`): the FCM path reads them on every notification for an offline user.
+//! A PostgreSQL database is shared by the nodes, each of which may change it: read every time.
 
 mod devices;
 
 pub use devices::{Device, Platform};
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -24,7 +29,14 @@ pub enum StoreError {
 /// A connection pool of either dialect. Queries are written once (`$N` placeholders work in
 /// both) and run on whichever pool this is.
 #[derive(Clone)]
-pub enum Store {
+pub struct Store {
+    pool: Pool,
+    /// SQLite only.
+    devices: Option<Arc<devices::DeviceCache>>,
+}
+
+#[derive(Clone)]
+enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
@@ -32,9 +44,9 @@ pub enum Store {
 /// Runs `$body` with `$pool` bound to the concrete pool; the body is compiled once per dialect.
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
-        match $store {
-            Store::Sqlite($pool) => $body,
-            Store::Postgres($pool) => $body,
+        match &$store.pool {
+            $crate::store::Pool::Sqlite($pool) => $body,
+            $crate::store::Pool::Postgres($pool) => $body,
         }
     };
 }
@@ -50,7 +62,10 @@ impl Store {
                 .connect(url)
                 .await?;
             sqlx::migrate!("migrations/postgres").run(&pool).await?;
-            Ok(Store::Postgres(pool))
+            Ok(Store {
+                pool: Pool::Postgres(pool),
+                devices: None,
+            })
         } else {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -63,7 +78,10 @@ impl Store {
                 .connect_with(options)
                 .await?;
             sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-            Ok(Store::Sqlite(pool))
+            Ok(Store {
+                pool: Pool::Sqlite(pool),
+                devices: Some(Arc::default()),
+            })
         }
     }
 
