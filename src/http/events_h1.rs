@@ -142,9 +142,10 @@ async fn pump(tcp: &mut TcpStream, body: &mut SseBody) -> bool {
             Next::Batch(batch) => batch,
             Next::ClientGone => return true,
             Next::End => {
-                return write_all(tcp, &mut [IoSlice::new(b"0\r\n\r\n")])
-                    .await
-                    .is_ok()
+                // The head too, if the stream ended before its first write (replaced at once).
+                let head = head.take().unwrap_or_default();
+                let mut last = [IoSlice::new(&head), IoSlice::new(b"0\r\n\r\n")];
+                return write_all(tcp, &mut last).await.is_ok();
             }
         };
         let mut size = [0u8; 20];
