@@ -28,7 +28,7 @@ use crate::streams::{ConnWatch, SseBody};
 
 /// What such a connection starts with (then `?` or a space).
 pub const REQUEST_LINE_START: &[u8] = b"GET /v1/events";
-/// A longer head goes to hyper, which answers 431.
+/// A longer head is handed to hyper, under its own limits.
 const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 48;
 
