@@ -284,6 +284,60 @@ mod tests {
         }
     }
 
+    /// Runs `pump` for a stream the test has ended, and returns what the client read.
+    async fn pumped(end: impl FnOnce(&crate::streams::Stream)) -> String {
+        use tokio::io::AsyncReadExt;
+        let (hub, _fallbacks) = crate::streams::test_hub();
+        let stream = hub
+            .open(crate::streams::OpenRequest {
+                user: "u".into(),
+                device_id: None,
+                topics: Vec::new(),
+                ack: false,
+                preload: Vec::new(),
+            })
+            .await
+            .unwrap();
+        end(&stream);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (mut client, (mut server, _)) = (client.unwrap(), accepted.unwrap());
+        let mut body = SseBody::new(stream, hub, None);
+        assert!(pump(&mut server, &mut body).await, "an orderly end");
+        drop(server);
+        let mut got = String::new();
+        client.read_to_string(&mut got).await.unwrap();
+        got
+    }
+
+    #[tokio::test]
+    async fn writes_the_queue_as_chunks_then_the_last_chunk() {
+        let got = pumped(|s| {
+            s.end(
+                crate::metrics::DisconnectReason::Shutdown,
+                Some(Bytes::from_static(b"event: shutdown\n\n")),
+                false,
+            );
+        })
+        .await;
+        let body = got.split_once("\r\n\r\n").unwrap().1;
+        assert_eq!(
+            body, "1e\r\nretry: 1000\n\nevent: shutdown\n\n\r\n0\r\n\r\n",
+            "{got}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stream_ended_before_its_first_write_still_gets_its_head() {
+        let got = pumped(|s| {
+            s.end(crate::metrics::DisconnectReason::Replaced, None, true);
+        })
+        .await;
+        assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+        assert!(got.ends_with("\r\n\r\n0\r\n\r\n"), "{got}");
+    }
+
     #[test]
     fn heads_name_their_framing() {
         let head = String::from_utf8(response_head()).unwrap();

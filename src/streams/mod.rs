@@ -372,36 +372,38 @@ impl Inbound for Hub {
     }
 }
 
+/// A hub on the memory broker and ledger, for unit tests here and in `http`.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) fn test_hub() -> (Arc<Hub>, mpsc::UnboundedReceiver<Fallback>) {
     use crate::broker::memory::MemoryBroker;
     use crate::delivery::memory::MemoryLedger;
     use crate::delivery::LedgerConfig;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let ledger = Arc::new(MemoryLedger::new(LedgerConfig {
+        ack_timeout_ms: 1000,
+        retention_ms: 60_000,
+        replay_window_ms: 60_000,
+        replay_capacity: 4,
+        max_records: 100,
+    }));
+    let hub = Hub::new(
+        HubConfig {
+            node_id: "n".into(),
+            max_per_user: 2,
+            queue_capacity: 4,
+            retry_ms: 1000,
+        },
+        Arc::new(MemoryBroker::new()),
+        ledger,
+        Arc::new(Metrics::new()),
+        tx,
+    );
+    (hub, rx)
+}
 
-    fn hub() -> (Arc<Hub>, mpsc::UnboundedReceiver<Fallback>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let ledger = Arc::new(MemoryLedger::new(LedgerConfig {
-            ack_timeout_ms: 1000,
-            retention_ms: 60_000,
-            replay_window_ms: 60_000,
-            replay_capacity: 4,
-            max_records: 100,
-        }));
-        let hub = Hub::new(
-            HubConfig {
-                node_id: "n".into(),
-                max_per_user: 2,
-                queue_capacity: 4,
-                retry_ms: 1000,
-            },
-            Arc::new(MemoryBroker::new()),
-            ledger,
-            Arc::new(Metrics::new()),
-            tx,
-        );
-        (hub, rx)
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     fn notification(user: &str) -> SharedNotification {
         let req: crate::notification::NotifyRequest =
@@ -413,7 +415,7 @@ mod tests {
     /// message arrived: it falls back at once, counted as `stream_gone`.
     #[test]
     fn a_message_for_a_stream_that_just_went_falls_back() {
-        let (hub, mut rx) = hub();
+        let (hub, mut rx) = test_hub();
         assert!(!hub.user_message(notification("gone"), true));
         let f = rx.try_recv().expect("a fallback");
         assert_eq!(f.reason, "stream_gone");
@@ -426,7 +428,7 @@ mod tests {
     /// Race 1 on the stream: queued, then the stream ended before writing it.
     #[test]
     fn what_a_closed_stream_did_not_write_falls_back() {
-        let (hub, mut rx) = hub();
+        let (hub, mut rx) = test_hub();
         let stream = futures::executor::block_on(hub.open(OpenRequest {
             user: "u".into(),
             device_id: None,
@@ -447,7 +449,7 @@ mod tests {
 
     #[tokio::test]
     async fn heartbeat_reaches_every_idle_stream_once_per_period() {
-        let (hub, _rx) = hub();
+        let (hub, _rx) = test_hub();
         let mut streams = Vec::new();
         for i in 0..200 {
             let req = OpenRequest {
