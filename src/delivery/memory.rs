@@ -22,8 +22,12 @@ use crate::time::unix_millis;
 type Key = u128;
 type Hasher = foldhash::fast::RandomState;
 
-/// `None` for a string that is not a UUID: no notification has it.
+/// `None` for a string that is not a UUID as we write them (lowercase, hyphenated): no
+/// notification has it, as in the Redis ledger, whose keys are the strings.
 fn key(id: &str) -> Option<Key> {
+    if id.len() != 36 || id.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
     uuid::Uuid::try_parse(id).ok().map(|u| u.as_u128())
 }
 
@@ -537,6 +541,8 @@ mod tests {
         assert!(now(l.record("nope")).is_none());
         let a = n("u");
         now(l.begin(&a));
+        assert!(now(l.record(&a.id.to_uppercase())).is_none());
+        assert!(now(l.record(&a.id.replace('-', ""))).is_none());
         let due = now(l.claim_due());
         assert_eq!(due[0].id, a.id, "the id reads back as it was given");
     }
