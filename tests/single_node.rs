@@ -793,3 +793,39 @@ async fn device_changes_reach_the_next_notification() {
         .collect();
     assert_eq!(tokens, ["tok-1", "tok-2", "tok-2"]);
 }
+
+/// HTTP/2 with prior knowledge (h2c) is served by hyper: a stream and the producer API over
+/// one HTTP/2 connection.
+#[tokio::test]
+async fn streams_and_notify_over_http2_prior_knowledge() {
+    let app = TestApp::spawn().await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let resp = h2
+        .get(app.url("/v1/events?device_id=h2"))
+        .bearer_auth(app.token("ivy"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let mut stream = SseStream::from_response(resp);
+    assert_eq!(stream.status, StatusCode::OK);
+    let first = stream.next(WAIT).await.expect("the retry: preamble");
+    assert!(first.retry.is_some(), "{first:?}");
+
+    let notify = h2
+        .post(app.url("/v1/notify"))
+        .bearer_auth(common::PRODUCER_KEY)
+        .json(&json!({"user_id": "ivy", "data": {"k": "v"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(notify.version(), reqwest::Version::HTTP_2);
+    assert_eq!(notify.status(), StatusCode::ACCEPTED);
+    let answer: serde_json::Value = notify.json().await.unwrap();
+    assert_eq!(answer["route"], "sse");
+    let ev = stream.next_event(WAIT).await.expect("the notification");
+    assert_eq!(ev.id.as_deref(), answer["id"].as_str());
+}
