@@ -229,8 +229,10 @@ impl Ledger for MemoryLedger {
         {
             let mut q = self.record_order.lock();
             q.push_back(id);
-            // Over the cap, the oldest records go before their time.
-            if self.records.len() > self.cfg.max_records {
+            // Over the cap, the oldest records go before their time. The queue holds every
+            // kept record's key (and a forgotten one's until it reaches the front): its length
+            // bounds the map's without counting the map's shards on every notification.
+            if q.len() > self.cfg.max_records {
                 if let Some(old) = q.pop_front() {
                     self.records.remove(&old);
                 }
