@@ -155,13 +155,13 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
     try {
       token = this.refreshTokenNext ? await this.tokens.fresh() : await this.tokens.current();
       this.refreshTokenNext = false;
-      // What already arrived moves the resume point: let it.
-      await this.queue;
-      if (!this.resumeLoaded) await this.loadResumePoint();
     } catch (cause) {
       if (this.stale(generation)) return;
       return this.retryLater({ kind: "token", message: `the token getter failed: ${String(cause)}`, cause });
     }
+    // What already arrived moves the resume point: let it.
+    await this.queue;
+    if (!this.resumeLoaded) await this.loadResumePoint();
     if (this.stale(generation)) return;
     const lastEventId = this.lastId;
     this.conn = this.transport.open(
@@ -268,7 +268,7 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
     }
     if (this.closed) return;
     if (isNew) this.emit("notification", notification);
-    else this.emit("duplicate", { id });
+    else this.emit("duplicate", { id, notification });
     // Duplicates are acked too: the server waits for the ack whichever channel showed it.
     if (this.acks) this.acks.add(id);
     else this.saveCursor(id);
@@ -310,7 +310,13 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
       return;
     }
     const key = this.cursorKey();
-    if (key !== undefined) this.lastId = await this.store.getCursor(key);
+    if (key === undefined) return;
+    try {
+      this.lastId = await this.store.getCursor(key);
+    } catch (cause) {
+      // Start live: what was missed went to push, or will show up in the app's own state.
+      this.emitError({ kind: "store", message: `reading the resume point failed: ${String(cause)}`, fatal: false, cause });
+    }
   }
 
   /**

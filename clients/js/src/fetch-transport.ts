@@ -62,6 +62,12 @@ function openStream(
   (async () => {
     const response = await doFetch(request.url, { headers, signal: abort.signal, cache: "no-store" });
     if (done) return;
+    const type = response.headers.get("content-type") ?? "";
+    if (response.status === 200 && (!response.body || !type.startsWith("text/event-stream"))) {
+      // A proxy's or captive portal's page, not the router: try again later.
+      await response.body?.cancel();
+      return finish({ kind: "failed", opened: false, error: new Error(`HTTP 200 with ${type || "no content type"}, not an event stream`) });
+    }
     if (response.status !== 200 || !response.body) {
       const error = await errorOf(response);
       const end: StreamEnd = { kind: "refused", status: response.status, message: error.message };
@@ -73,8 +79,12 @@ function openStream(
     lastActivity = Date.now();
     handlers.open();
     const parser = new SseParser({
-      event: (e) => !done && handlers.event(e),
-      retry: (ms) => !done && handlers.retry(ms),
+      event: (e) => {
+        if (!done) handlers.event(e);
+      },
+      retry: (ms) => {
+        if (!done) handlers.retry(ms);
+      },
     });
     const reader = response.body.getReader();
     const decoder = new TextDecoder();

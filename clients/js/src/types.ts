@@ -37,9 +37,13 @@ export interface OpenEvent {
   lastEventId?: string;
 }
 
-/** A notification dropped because its id was already seen (over the stream, or marked from push). */
+/**
+ * A notification dropped because its id was already seen (over the stream, from push, or by
+ * another tab sharing the store). It is not to be shown again; a view may still use it.
+ */
 export interface DuplicateEvent {
   id: string;
+  notification: Notification;
 }
 
 /** The server asked for a fresh token (the stream's token expired); the client reconnects. */
