@@ -66,7 +66,8 @@ function openStream(
     if (response.status === 200 && (!response.body || !type.startsWith("text/event-stream"))) {
       // A proxy's or captive portal's page, not the router: try again later.
       await response.body?.cancel();
-      return finish({ kind: "failed", opened: false, error: new Error(`HTTP 200 with ${type || "no content type"}, not an event stream`) });
+      const error = new Error(`HTTP 200 with ${type || "no content type"}, not an event stream`);
+      return finish({ kind: "failed", opened: false, error });
     }
     if (response.status !== 200 || !response.body) {
       const error = await errorOf(response);

@@ -38,8 +38,9 @@ export function refreshMarginMs(lifetimeMs: number): number {
   return Math.min(60_000, Math.max(1_000, lifetimeMs / 5));
 }
 
-/** Retry a failed scheduled refresh after this long (the token still has its margin left). */
+/** A failed scheduled refresh is retried after 2 s, doubling up to a minute. */
 const REFRESH_RETRY_MS = 2_000;
+const REFRESH_RETRY_MAX_MS = 60_000;
 
 export class TokenSource {
   private token: string | undefined;
@@ -48,6 +49,7 @@ export class TokenSource {
   private refreshAt: number | undefined;
   private inflight: Promise<string> | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
+  private refreshFailures = 0;
   private closed = false;
 
   constructor(
@@ -100,10 +102,15 @@ export class TokenSource {
     // At least a second apart, even if the getter hands out tokens that are already expiring.
     const delay = Math.max(1_000, delayMs ?? this.refreshAt - Date.now());
     this.timer = setTimeout(() => {
-      this.fresh().catch((error: unknown) => {
-        this.onRefreshError(error);
-        this.schedule(REFRESH_RETRY_MS);
-      });
+      this.fresh().then(
+        () => {
+          this.refreshFailures = 0;
+        },
+        (error: unknown) => {
+          this.onRefreshError(error);
+          this.schedule(Math.min(REFRESH_RETRY_MAX_MS, REFRESH_RETRY_MS * 2 ** this.refreshFailures++));
+        },
+      );
     }, delay);
   }
 }

@@ -21,7 +21,10 @@ const BIN_DIR = process.env.SWITCHBOARD_BIN_DIR ?? join(process.env.CARGO_TARGET
 export function binary(name: "switchboard" | "fcm-mock"): string {
   const path = join(BIN_DIR, name);
   if (!existsSync(path)) {
-    throw new Error(`${path} is missing: run \`cargo build --bin switchboard --bin fcm-mock\` at the repository root (npm test does), or set SWITCHBOARD_BIN_DIR`);
+    throw new Error(
+      `${path} is missing: run \`cargo build -p switchboard -p fcm-mock --bins\` at the repository root ` +
+        "(npm test does), or set SWITCHBOARD_BIN_DIR",
+    );
   }
   return path;
 }
@@ -73,7 +76,10 @@ export async function requireRedis(): Promise<void> {
     });
   });
   if (!ok) {
-    throw new Error('Redis must answer on 127.0.0.1:6379: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no');
+    throw new Error(
+      "Redis must answer on 127.0.0.1:6379: " +
+        'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no',
+    );
   }
 }
 
@@ -170,7 +176,8 @@ export class SwitchboardNode {
   }
 
   async notify(userId: string, body: Record<string, unknown> = {}): Promise<{ id: string; route: string }> {
-    return (await this.producer("POST", "/v1/notify", { user_id: userId, data: { n: "1" }, ...body })) as { id: string; route: string };
+    const request = { user_id: userId, data: { n: "1" }, ...body };
+    return (await this.producer("POST", "/v1/notify", request)) as { id: string; route: string };
   }
 
   async broadcast(topic: string, data: Record<string, unknown>): Promise<{ id: string }> {
@@ -184,7 +191,8 @@ export class SwitchboardNode {
   /** Polls the notification's record until it says `status`. */
   async waitStatus(id: string, status: string, withinMs = 10_000): Promise<void> {
     let last = "";
-    await waitFor(async () => (last = await this.status(id)) === status, withinMs, () => `notification ${id} to be ${status} (it is ${last})`);
+    const reached = async () => (last = await this.status(id)) === status;
+    await waitFor(reached, withinMs, () => `notification ${id} to be ${status} (it is ${last})`);
   }
 
   async metrics(): Promise<string> {
@@ -221,7 +229,8 @@ export class FcmMock {
     });
     children.add(child);
     mock.child = child;
-    await waitFor(async () => (await fetch(`${mock.url}/_mock/stats`).catch(() => undefined))?.ok === true, 10_000, () => "fcm-mock to answer");
+    const answers = async () => (await fetch(`${mock.url}/_mock/stats`).catch(() => undefined))?.ok === true;
+    await waitFor(answers, 10_000, () => "fcm-mock to answer");
     return mock;
   }
 

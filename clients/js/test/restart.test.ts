@@ -32,7 +32,7 @@ test("a node stopped and started again on the same port: the client resumes, los
     store: new MemoryDedupStore(),
     fetch: gatedFetch,
     // Acks wait long enough that the last notification before the stop is still unacked then.
-    ackDelayMs: 1500,
+    ackDelayMs: 3000,
   });
   const rec = new Recorder(client);
   t.after(() => client.close());
@@ -52,7 +52,13 @@ test("a node stopped and started again on the same port: the client resumes, los
 
   await node.start();
   // The user's tablet (no acks) is back first and gets `missed`; it stays in the replay buffer.
-  const tablet = new SwitchboardClient({ url: node.url, getToken: () => mintToken(user, 3600), deviceId: "tablet", ack: false, store: new MemoryDedupStore() });
+  const tablet = new SwitchboardClient({
+    url: node.url,
+    getToken: () => mintToken(user, 3600),
+    deviceId: "tablet",
+    ack: false,
+    store: new MemoryDedupStore(),
+  });
   const tabletRec = new Recorder(tablet);
   t.after(() => tablet.close());
   await waitFor(() => tabletRec.opens.length === 1, 10_000, () => tabletRec.summary());

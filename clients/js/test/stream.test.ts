@@ -9,7 +9,11 @@ import { MemoryDedupStore, SwitchboardClient, isNewPush, type ClientOptions } fr
 import { FcmMock, mintToken, SwitchboardNode, uniqueUser, waitFor, sleep } from "./harness.js";
 import { Recorder } from "./recorder.js";
 
-function client(node: SwitchboardNode, user: string, options: Partial<ClientOptions> = {}): { client: SwitchboardClient; rec: Recorder } {
+function client(
+  node: SwitchboardNode,
+  user: string,
+  options: Partial<ClientOptions> = {},
+): { client: SwitchboardClient; rec: Recorder } {
   const c = new SwitchboardClient({
     url: node.url,
     getToken: () => mintToken(user, 3600),
@@ -138,7 +142,8 @@ test("a push that raced the ack timeout is recognised as already shown", async (
   await c.close();
   const offline = await node.notify(user);
   assert.equal(offline.route, "fcm");
-  await waitFor(async () => (await mock.messages()).some((m) => m.message.data?.switchboard_id === offline.id), 10_000, () => "the offline push");
+  const pushed = async () => (await mock.messages()).some((m) => m.message.data?.switchboard_id === offline.id);
+  await waitFor(pushed, 10_000, () => "the offline push");
   assert.equal(await c.handlePush({ data: { switchboard_id: offline.id } }), true);
   assert.equal(await c.unregisterDevice(), true);
 });
