@@ -113,6 +113,8 @@ impl App {
                 (Arc::new(broker), Arc::new(ledger))
             }
         };
+        // Both answered to get here; each /readyz updates it from now on.
+        metrics.ready.set(1);
         let fcm = if config.fcm_enabled() {
             Arc::new(
                 FcmSender::start(&config.fcm, store.clone(), ledger.clone(), metrics.clone())

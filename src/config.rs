@@ -371,7 +371,7 @@ fn explain(e: figment::Error) -> String {
     let mut parts = Vec::new();
     for err in e {
         let key = err.path.join(".");
-        let msg = if key.starts_with("auth.") {
+        let msg = if key == "auth" || key.starts_with("auth.") {
             "not of the expected type (the value is not shown)".to_string()
         } else {
             err.kind.to_string()

@@ -128,7 +128,7 @@ pub struct Metrics {
     pub replayed: Counter,
     pub idempotent_hits: Counter,
     pub ledger_errors: Counter,
-    /// 1 when the last `/readyz` found the store and broker answering, else 0.
+    /// 1 when the store and broker answered at start and at the last `/readyz`, else 0.
     pub ready: Gauge,
     readiness_failures: [Counter; 2],
     pub devices_refused: Counter,
@@ -288,7 +288,7 @@ impl Metrics {
         let ready = Gauge::default();
         r.register(
             "switchboard_ready",
-            "1 when the last /readyz found the store and the broker answering, else 0",
+            "1 when the store and the broker answered at start and at the last /readyz, else 0",
             ready.clone(),
         );
         let f = family(
