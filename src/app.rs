@@ -24,8 +24,9 @@ use crate::delivery::{LedgerConfig, SharedLedger};
 use crate::fcm::{FcmSender, FcmSetupError};
 use crate::http::{routes, AppState};
 use crate::metrics::Metrics;
+use crate::redact::{redact_secrets, redact_url};
 use crate::router::NotificationRouter;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::streams::{Fallback, Hub, HubConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,12 +36,24 @@ pub enum BuildError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    /// Already redacted: no password of `store.url` in it.
+    #[error("{0}")]
+    Store(String),
     #[error(transparent)]
     Fcm(#[from] FcmSetupError),
+    /// Already redacted: no password of `broker.redis_url` in it.
     #[error("broker: {0}")]
     Broker(String),
+}
+
+/// A failure to reach the service at `url`, for the operator: the URL without its secrets,
+/// and the error too should it quote them.
+fn unreachable(key: &str, url: &str, e: impl std::fmt::Display) -> String {
+    format!(
+        "{} ({key} = {})",
+        redact_secrets(&e.to_string(), url),
+        redact_url(url)
+    )
 }
 
 pub struct App {
@@ -58,27 +71,35 @@ impl App {
         } else {
             config.server.node_id.as_str().into()
         };
+        for key in config.dev_credentials() {
+            tracing::warn!("{key} holds the embedded development credential: accepted on a loopback address only");
+        }
         let metrics = Arc::new(Metrics::new());
-        let store = Store::connect(&config.store.url).await?;
+        let store = Store::connect(&config.store.url)
+            .await
+            .map_err(|e| BuildError::Store(unreachable("store.url", &config.store.url, e)))?
+            .limit_devices_per_user(config.devices.max_per_user);
         let ledger_cfg = LedgerConfig {
             ack_timeout_ms: config.delivery.ack_timeout_ms,
             retention_ms: config.delivery.record_retention_secs * 1000,
             replay_window_ms: config.delivery.replay_window_secs * 1000,
             replay_capacity: config.delivery.replay_capacity,
             max_records: config.delivery.max_records_in_memory,
+            max_idempotency_keys: config.delivery.max_idempotency_keys,
         };
         let (broker, ledger): (Arc<dyn Broker>, SharedLedger) = match config.broker.kind {
             BrokerKind::Memory => (
                 Arc::new(MemoryBroker::new()),
-                Arc::new(MemoryLedger::new(ledger_cfg)),
+                Arc::new(MemoryLedger::new(ledger_cfg, metrics.clone())),
             ),
             BrokerKind::Redis => {
                 let broker = RedisBroker::connect(&config.broker, node_id.clone(), metrics.clone())
                     .await
                     .map_err(|e| {
-                        BuildError::Broker(format!(
-                            "{e} (broker.redis_url = {})",
-                            config.broker.redis_url
+                        BuildError::Broker(unreachable(
+                            "broker.redis_url",
+                            &config.broker.redis_url,
+                            e,
                         ))
                     })?;
                 let clustered = config.broker.redis_url.contains("-cluster://");
@@ -92,6 +113,8 @@ impl App {
                 (Arc::new(broker), Arc::new(ledger))
             }
         };
+        // Both answered to get here; each /readyz updates it from now on.
+        metrics.ready.set(1);
         let fcm = if config.fcm_enabled() {
             Arc::new(
                 FcmSender::start(&config.fcm, store.clone(), ledger.clone(), metrics.clone())
@@ -110,6 +133,7 @@ impl App {
                 max_per_user: config.sse.max_connections_per_user,
                 queue_capacity: config.sse.queue_capacity,
                 retry_ms: config.sse.retry_ms,
+                retry_jitter_ms: config.sse.retry_jitter_ms,
             },
             broker.clone(),
             ledger.clone(),

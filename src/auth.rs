@@ -1,5 +1,5 @@
-//! Who is calling: client JWTs (HS256, `sub` = user id, `exp` required) and producer keys
-//! (compared in constant time).
+//! Who is calling: client JWTs (HS256 only, `sub` = user id, `exp` required, `nbf` checked;
+//! `iss` / `aud` when configured) and producer keys (compared in constant time).
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,9 @@ pub struct ClientClaims {
     pub topics: Option<Vec<String>>,
 }
 
+/// Seconds of clock skew allowed on `exp` and `nbf`.
+pub const LEEWAY_SECS: u64 = 5;
+
 /// A producer, identified by the index of its key in `auth.producer_keys` (idempotency keys are
 /// scoped per producer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,6 +34,8 @@ pub enum AuthError {
     Missing,
     #[error("token expired")]
     Expired,
+    #[error("token not valid yet (nbf)")]
+    NotYetValid,
     #[error("invalid token")]
     Invalid,
     #[error("token subject is not a valid user id")]
@@ -47,13 +52,44 @@ pub struct Auth {
     /// Per producer key, a stable name that does not reveal it (SHA-256 prefix): what scopes
     /// idempotency keys in a shared Redis.
     producer_names: Vec<String>,
+    /// Put in minted tokens, as `auth.issuer` / `auth.audience` require.
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+/// The claims of a minted token.
+#[derive(Serialize)]
+struct Minted<'a> {
+    sub: &'a str,
+    exp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    topics: Option<Vec<String>>,
 }
 
 impl Auth {
     pub fn new(cfg: &AuthConfig) -> Auth {
+        let issuer = Some(cfg.issuer.clone()).filter(|s| !s.is_empty());
+        let audience = Some(cfg.audience.clone()).filter(|s| !s.is_empty());
+        // `Validation::new` allows HS256 alone: `none`, RS*, ES* and HS384/512 are refused.
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 5;
+        let mut required = vec!["exp", "sub"];
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        // Unset: a token's `aud` is not ours to judge (the library would refuse any).
+        validation.validate_aud = audience.is_some();
+        if let Some(iss) = &issuer {
+            validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        if let Some(aud) = &audience {
+            validation.set_audience(&[aud]);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         Auth {
             decoding: DecodingKey::from_secret(cfg.jwt_secret.as_bytes()),
             encoding: EncodingKey::from_secret(cfg.jwt_secret.as_bytes()),
@@ -73,6 +109,8 @@ impl Auth {
                     d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
                 })
                 .collect(),
+            issuer,
+            audience,
         }
     }
 
@@ -85,6 +123,7 @@ impl Auth {
         let data = jsonwebtoken::decode::<ClientClaims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::NotYetValid,
                 _ => AuthError::Invalid,
             })?;
         if !ids::valid_user_id(&data.claims.sub) {
@@ -111,9 +150,11 @@ impl Auth {
 
     /// Mints a client token (the `switchboard token` command and tests).
     pub fn mint(&self, user: &str, ttl_secs: u64, topics: Option<Vec<String>>) -> String {
-        let claims = ClientClaims {
-            sub: user.to_string(),
+        let claims = Minted {
+            sub: user,
             exp: crate::time::unix_secs() + ttl_secs,
+            iss: self.issuer.as_deref(),
+            aud: self.audience.as_deref(),
             topics,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
@@ -140,7 +181,12 @@ mod tests {
         Auth::new(&AuthConfig {
             jwt_secret: "s3cret".into(),
             producer_keys: vec!["p1".into(), "p2".into()],
+            ..AuthConfig::default()
         })
+    }
+
+    fn signed(a: &Auth, claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(&Header::default(), &claims, &a.encoding).unwrap()
     }
 
     #[test]
@@ -164,11 +210,70 @@ mod tests {
         assert_eq!(a.verify_client(&t).unwrap_err(), AuthError::Expired);
         let other = Auth::new(&AuthConfig {
             jwt_secret: "other".into(),
-            producer_keys: vec![],
+            ..AuthConfig::default()
         });
         assert_eq!(
             a.verify_client(&other.mint("u1", 60, None)).unwrap_err(),
             AuthError::Invalid
+        );
+    }
+
+    #[test]
+    fn nbf_is_checked_with_the_leeway_of_exp() {
+        let a = auth();
+        let now = crate::time::unix_secs();
+        let at = |nbf: u64| {
+            signed(
+                &a,
+                serde_json::json!({"sub": "u1", "exp": now + 60, "nbf": nbf}),
+            )
+        };
+        assert_eq!(
+            a.verify_client(&at(now + 60)).unwrap_err(),
+            AuthError::NotYetValid
+        );
+        assert!(a.verify_client(&at(now + LEEWAY_SECS - 1)).is_ok());
+        assert!(a.verify_client(&at(now - 60)).is_ok());
+    }
+
+    #[test]
+    fn issuer_and_audience_are_checked_only_when_configured() {
+        let now = crate::time::unix_secs();
+        let claims = |extra: serde_json::Value| {
+            let mut c = serde_json::json!({"sub": "u1", "exp": now + 60});
+            c.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            c
+        };
+        let open = auth();
+        let any = signed(&open, claims(serde_json::json!({"iss": "x", "aud": "y"})));
+        assert!(open.verify_client(&any).is_ok(), "unset: ignored");
+
+        let strict = Auth::new(&AuthConfig {
+            jwt_secret: "s3cret".into(),
+            issuer: "https://login.example".into(),
+            audience: "switchboard".into(),
+            ..AuthConfig::default()
+        });
+        let ok = serde_json::json!({"iss": "https://login.example", "aud": "switchboard"});
+        assert!(strict.verify_client(&signed(&strict, claims(ok))).is_ok());
+        for bad in [
+            serde_json::json!({"iss": "https://evil.example", "aud": "switchboard"}),
+            serde_json::json!({"iss": "https://login.example", "aud": "other"}),
+            serde_json::json!({"aud": "switchboard"}),
+            serde_json::json!({"iss": "https://login.example"}),
+        ] {
+            let t = signed(&strict, claims(bad.clone()));
+            assert_eq!(
+                strict.verify_client(&t).unwrap_err(),
+                AuthError::Invalid,
+                "{bad}"
+            );
+        }
+        assert!(
+            strict.verify_client(&strict.mint("u1", 60, None)).is_ok(),
+            "minted tokens carry both"
         );
     }
 

@@ -8,8 +8,16 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
 
+use crate::redact::redact_url;
+
 /// The repository's `config.toml`, compiled in: the router starts on it with no external service.
 pub const EMBEDDED_DEFAULTS: &str = include_str!("../config.toml");
+/// The embedded `auth.jwt_secret`: public, so refused on any address but loopback.
+pub const DEV_JWT_SECRET: &str = "dev-only-change-me";
+/// The embedded producer key: public, so refused on any address but loopback.
+pub const DEV_PRODUCER_KEY: &str = "dev-producer-key";
+/// Shortest `auth.jwt_secret` accepted on an address other than loopback (HS256's key size).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +28,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub sse: SseConfig,
     pub delivery: DeliveryConfig,
+    pub devices: DevicesConfig,
     pub fcm: FcmConfig,
 }
 
@@ -32,11 +41,15 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     pub jwt_secret: String,
     pub producer_keys: Vec<String>,
+    /// When set, client tokens must carry this `iss`; empty: `iss` is not checked.
+    pub issuer: String,
+    /// When set, client tokens must carry this `aud`; empty: `aud` is not checked.
+    pub audience: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -67,6 +80,8 @@ pub struct StoreConfig {
 pub struct SseConfig {
     pub heartbeat_secs: u64,
     pub retry_ms: u64,
+    /// Each stream's `retry:` is `retry_ms` plus or minus up to this, at random.
+    pub retry_jitter_ms: u64,
     pub max_connections_per_user: usize,
     pub queue_capacity: usize,
 }
@@ -79,6 +94,13 @@ pub struct DeliveryConfig {
     pub replay_capacity: usize,
     pub record_retention_secs: u64,
     pub max_records_in_memory: usize,
+    pub max_idempotency_keys: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicesConfig {
+    pub max_per_user: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -154,8 +176,11 @@ impl Config {
                 self.server.listen
             ));
         }
-        if self.server.node_id.len() > 64 {
-            errors.push("server.node_id must be at most 64 characters".into());
+        let node_id = &self.server.node_id;
+        if node_id.len() > 64 || !node_id.bytes().all(|b| b.is_ascii_graphic()) {
+            errors.push(
+                "server.node_id must be at most 64 printable ASCII characters (no spaces)".into(),
+            );
         }
         if self.auth.jwt_secret.is_empty() {
             errors.push("auth.jwt_secret must not be empty".into());
@@ -163,6 +188,7 @@ impl Config {
         if self.auth.producer_keys.iter().all(|k| k.is_empty()) {
             errors.push("auth.producer_keys needs at least one non-empty key".into());
         }
+        self.validate_exposure(&mut errors);
         if self.broker.kind == BrokerKind::Redis {
             let url = &self.broker.redis_url;
             if !["redis://", "rediss://", "redis-cluster://"]
@@ -170,7 +196,8 @@ impl Config {
                 .any(|s| url.starts_with(s))
             {
                 errors.push(format!(
-                    "broker.redis_url = {url:?} must start with redis://, rediss:// or redis-cluster://"
+                    "broker.redis_url = {:?} must start with redis://, rediss:// or redis-cluster://",
+                    redact_url(url)
                 ));
             }
         }
@@ -197,11 +224,15 @@ impl Config {
             && !store.starts_with("postgresql://")
         {
             errors.push(format!(
-                "store.url = {store:?} must be sqlite://PATH or postgres://USER@HOST/DB"
+                "store.url = {:?} must be sqlite://PATH or postgres://USER@HOST/DB",
+                redact_url(store)
             ));
         }
         if self.sse.heartbeat_secs == 0 {
             errors.push("sse.heartbeat_secs must be at least 1".into());
+        }
+        if self.sse.retry_jitter_ms > self.sse.retry_ms {
+            errors.push("sse.retry_jitter_ms must be at most sse.retry_ms".into());
         }
         if self.sse.max_connections_per_user == 0 {
             errors.push("sse.max_connections_per_user must be at least 1".into());
@@ -223,6 +254,12 @@ impl Config {
         if self.delivery.max_records_in_memory == 0 {
             errors.push("delivery.max_records_in_memory must be at least 1".into());
         }
+        if self.delivery.max_idempotency_keys == 0 {
+            errors.push("delivery.max_idempotency_keys must be at least 1".into());
+        }
+        if self.devices.max_per_user == 0 {
+            errors.push("devices.max_per_user must be at least 1".into());
+        }
         if self.delivery.record_retention_secs < self.delivery.replay_window_secs
             || self.delivery.record_retention_secs * 1000 <= self.delivery.ack_timeout_ms
         {
@@ -239,6 +276,53 @@ impl Config {
         }
     }
 
+    /// The embedded credentials still in use (config keys), which only loopback may keep.
+    pub fn dev_credentials(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if self.auth.jwt_secret == DEV_JWT_SECRET {
+            keys.push("auth.jwt_secret");
+        }
+        if self
+            .auth
+            .producer_keys
+            .iter()
+            .any(|k| k == DEV_PRODUCER_KEY)
+        {
+            keys.push("auth.producer_keys");
+        }
+        keys
+    }
+
+    /// Off loopback, the published development credentials and short secrets are refused:
+    /// anyone could mint client tokens or call the producer API.
+    fn validate_exposure(&self, errors: &mut Vec<String>) {
+        let Ok(addr) = self.server.listen.parse::<SocketAddr>() else {
+            return;
+        };
+        if addr.ip().to_canonical().is_loopback() {
+            return;
+        }
+        let listen = &self.server.listen;
+        for key in self.dev_credentials() {
+            let what = if key == "auth.jwt_secret" {
+                format!("auth.jwt_secret is the embedded development secret {DEV_JWT_SECRET:?}")
+            } else {
+                format!(
+                    "auth.producer_keys contains the embedded development key {DEV_PRODUCER_KEY:?}"
+                )
+            };
+            errors.push(format!(
+                "{what}, which anyone can read; server.listen = {listen:?} is not a loopback address: set {key} to a secret of your own"
+            ));
+        }
+        let len = self.auth.jwt_secret.len();
+        if len < MIN_JWT_SECRET_BYTES && self.auth.jwt_secret != DEV_JWT_SECRET {
+            errors.push(format!(
+                "auth.jwt_secret is {len} bytes; server.listen = {listen:?} is not a loopback address, which needs at least {MIN_JWT_SECRET_BYTES} (e.g. openssl rand -base64 48)"
+            ));
+        }
+    }
+
     fn validate_fcm(&self, errors: &mut Vec<String>) {
         let fcm = &self.fcm;
         if fcm.project_id.is_empty() {
@@ -247,8 +331,15 @@ impl Config {
         if !(fcm.endpoint.starts_with("https://") || fcm.endpoint.starts_with("http://")) {
             errors.push(format!(
                 "fcm.endpoint = {:?} must be an http:// or https:// base URL",
-                fcm.endpoint
+                redact_url(&fcm.endpoint)
             ));
+        }
+        if redact_url(&fcm.endpoint) != fcm.endpoint {
+            // Its errors print it: the service account is the only credential FCM needs.
+            errors.push(
+                "fcm.endpoint must not carry credentials (user:password@ or a secret parameter)"
+                    .into(),
+            );
         }
         if fcm.max_in_flight == 0 || fcm.max_attempts == 0 || fcm.queue_capacity == 0 {
             errors.push(
@@ -275,11 +366,16 @@ impl Config {
 }
 
 /// Figment's errors name the key; make the most common one (an unknown broker kind) plainer.
+/// Secrets (`auth.*`) are not echoed: a mistyped secret is still a secret.
 fn explain(e: figment::Error) -> String {
     let mut parts = Vec::new();
     for err in e {
         let key = err.path.join(".");
-        let msg = err.kind.to_string();
+        let msg = if key == "auth" || key.starts_with("auth.") {
+            "not of the expected type (the value is not shown)".to_string()
+        } else {
+            err.kind.to_string()
+        };
         if key.is_empty() {
             parts.push(msg);
         } else {
@@ -331,6 +427,79 @@ mod tests {
             .to_string();
         assert!(
             err.contains("fcm.service_account") && err.contains("cannot read"),
+            "{err}"
+        );
+    }
+
+    const GOOD_SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn development_credentials_are_refused_off_loopback_only() {
+        let exposed = "[server]\nlisten = \"0.0.0.0:8080\"\n";
+        let err = with(exposed).unwrap_err().to_string();
+        assert!(
+            err.contains("auth.jwt_secret is the embedded development secret")
+                && err.contains("auth.producer_keys contains the embedded development key"),
+            "{err}"
+        );
+        let keys = format!(
+            "{exposed}[auth]\njwt_secret = \"{GOOD_SECRET}\"\nproducer_keys = [\"k\", \"{DEV_PRODUCER_KEY}\"]"
+        );
+        let err = with(&keys).unwrap_err().to_string();
+        assert!(
+            err.contains("auth.producer_keys") && !err.contains("auth.jwt_secret"),
+            "{err}"
+        );
+        let short = format!(
+            "{exposed}[auth]\njwt_secret = \"{}\"\nproducer_keys = [\"k\"]",
+            &GOOD_SECRET[1..]
+        );
+        let err = with(&short).unwrap_err().to_string();
+        assert!(err.contains("auth.jwt_secret is 31 bytes"), "{err}");
+        assert!(
+            !err.contains(&GOOD_SECRET[1..]),
+            "the secret is not echoed: {err}"
+        );
+        let good =
+            format!("{exposed}[auth]\njwt_secret = \"{GOOD_SECRET}\"\nproducer_keys = [\"k\"]");
+        assert!(with(&good).is_ok());
+        for loopback in [
+            "127.0.0.1:8080",
+            "127.1.2.3:0",
+            "[::1]:8080",
+            "[::ffff:127.0.0.1]:8080",
+        ] {
+            let cfg = with(&format!("[server]\nlisten = \"{loopback}\"")).expect(loopback);
+            assert_eq!(
+                cfg.dev_credentials(),
+                ["auth.jwt_secret", "auth.producer_keys"]
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_and_url_passwords_stay_out_of_messages() {
+        let err = with("[auth]\njwt_secret = 123456789")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("auth.jwt_secret") && !err.contains("123456789"),
+            "{err}"
+        );
+        let err = with("[broker]\nkind = \"redis\"\nredis_url = \"http://:s3cret@h\"\n[store]\nurl = \"mysql://u:s3cret@h/db\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("broker.redis_url")
+                && err.contains("store.url")
+                && !err.contains("s3cret"),
+            "{err}"
+        );
+        let err = with("[fcm]\nendpoint = \"https://u:s3cret@fcm.example\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("fcm.endpoint") && !err.contains("s3cret"),
             "{err}"
         );
     }

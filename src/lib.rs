@@ -16,6 +16,7 @@
 //! - [`store`]: the device registry over sqlx (SQLite, PostgreSQL).
 //! - [`notification`]: producer requests, validation, the accepted forms and their SSE frames.
 //! - [`metrics`]: every metric name in one place.
+//! - [`redact`]: credentials masked in URLs and messages before they are printed or logged.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -28,6 +29,7 @@ pub mod http;
 pub mod ids;
 pub mod metrics;
 pub mod notification;
+pub mod redact;
 pub mod router;
 pub mod server;
 pub mod store;

@@ -22,15 +22,18 @@ pub enum DisconnectReason {
     SlowConsumer,
     /// A newer stream of the same user and device took its place.
     Replaced,
+    /// The stream's token expired; the client was told to `reauth`.
+    TokenExpired,
 }
 
 impl DisconnectReason {
-    pub const ALL: [DisconnectReason; 5] = [
+    pub const ALL: [DisconnectReason; 6] = [
         DisconnectReason::ClientClosed,
         DisconnectReason::Shutdown,
         DisconnectReason::WriteError,
         DisconnectReason::SlowConsumer,
         DisconnectReason::Replaced,
+        DisconnectReason::TokenExpired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +43,23 @@ impl DisconnectReason {
             DisconnectReason::WriteError => "write_error",
             DisconnectReason::SlowConsumer => "slow_consumer",
             DisconnectReason::Replaced => "replaced",
+            DisconnectReason::TokenExpired => "token_expired",
+        }
+    }
+}
+
+/// What `/readyz` checks (`switchboard_readiness_failures_total{component}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dependency {
+    Store,
+    Broker,
+}
+
+impl Dependency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dependency::Store => "store",
+            Dependency::Broker => "broker",
         }
     }
 }
@@ -87,7 +107,7 @@ pub const FALLBACK_REASONS: [&str; 3] = ["stream_gone", "stream_closed", "broker
 pub struct Metrics {
     registry: Registry,
     pub sse_connections: Gauge,
-    disconnects: [Counter; 5],
+    disconnects: [Counter; 6],
     routes: [Counter; 3],
     pub delivery_latency: Histogram,
     fcm_results: Vec<Counter>,
@@ -108,6 +128,11 @@ pub struct Metrics {
     pub replayed: Counter,
     pub idempotent_hits: Counter,
     pub ledger_errors: Counter,
+    /// 1 when the store and broker answered at start and at the last `/readyz`, else 0.
+    pub ready: Gauge,
+    readiness_failures: [Counter; 2],
+    pub devices_refused: Counter,
+    pub idempotency_evictions: Counter,
 }
 
 fn family(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
@@ -260,6 +285,31 @@ impl Metrics {
             "Delivery-record updates Redis refused after every retry",
             ledger_errors.clone(),
         );
+        let ready = Gauge::default();
+        r.register(
+            "switchboard_ready",
+            "1 when the store and the broker answered at start and at the last /readyz, else 0",
+            ready.clone(),
+        );
+        let f = family(
+            &mut r,
+            "switchboard_readiness_failures",
+            "/readyz checks that failed, by component",
+        );
+        let readiness_failures = [Dependency::Store, Dependency::Broker]
+            .map(|d| f.get_or_create_owned(&[("component", d.as_str())]));
+        let devices_refused = Counter::default();
+        r.register(
+            "switchboard_devices_refused",
+            "Device registrations refused at devices.max_per_user",
+            devices_refused.clone(),
+        );
+        let idempotency_evictions = Counter::default();
+        r.register(
+            "switchboard_idempotency_keys_evicted",
+            "Idempotency keys dropped before their 24 h at delivery.max_idempotency_keys (memory broker)",
+            idempotency_evictions.clone(),
+        );
         Metrics {
             registry: r,
             sse_connections,
@@ -284,7 +334,15 @@ impl Metrics {
             replayed,
             idempotent_hits,
             ledger_errors,
+            ready,
+            readiness_failures,
+            devices_refused,
+            idempotency_evictions,
         }
+    }
+
+    pub fn readiness_failure(&self, component: Dependency) {
+        self.readiness_failures[component as usize].inc();
     }
 
     pub fn ack(&self, result: &str) {

@@ -130,15 +130,17 @@ impl NotifyRequest {
                 "ttl_secs must be at most 2419200 (28 days, FCM's maximum)",
             ));
         }
-        if self.collapse_key.as_ref().is_some_and(|k| k.len() > 256) {
-            return Err(bad("collapse_key must be at most 256 bytes"));
-        }
         if self
-            .idempotency_key
+            .collapse_key
             .as_ref()
-            .is_some_and(|k| k.is_empty() || k.len() > 256)
+            .is_some_and(|k| k.len() > 256 || has_control(k))
         {
-            return Err(bad("idempotency_key must be 1-256 bytes"));
+            return Err(bad(
+                "collapse_key must be at most 256 bytes without control characters",
+            ));
+        }
+        if let Some(key) = &self.idempotency_key {
+            check_idempotency_key(key)?;
         }
         let now = crate::time::unix_micros();
         let n = Notification {
@@ -166,6 +168,20 @@ impl NotifyRequest {
 
 fn bad(msg: &str) -> Invalid {
     Invalid::BadRequest(msg.to_string())
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+/// An idempotency key is 1-256 bytes without control characters: it is part of a Redis key.
+pub fn check_idempotency_key(key: &str) -> Result<(), Invalid> {
+    if key.is_empty() || key.len() > 256 || has_control(key) {
+        return Err(bad(
+            "idempotency_key must be 1-256 bytes without control characters",
+        ));
+    }
+    Ok(())
 }
 
 /// Keys FCM refuses in `data`, and ours.
@@ -369,6 +385,12 @@ mod tests {
             serde_json::from_str::<NotifyRequest>(r#"{"user_id":"u","data":{"k":1}}"#).is_err()
         );
         assert!(serde_json::from_str::<NotifyRequest>(r#"{"user_id":"u","bogus":1}"#).is_err());
+        for field in ["idempotency_key", "collapse_key"] {
+            for value in [r"a\u0000b", r"a\nb", r"a\u007fb"] {
+                let body = format!(r#"{{"user_id":"u","data":{{}},"{field}":"{value}"}}"#);
+                assert!(req(&body).accept().is_err(), "{body}");
+            }
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, BrokerError};
-use crate::delivery::{SharedLedger, Status, Take};
+use crate::delivery::{Owner, SharedLedger, Status, Take};
 use crate::fcm::{Batch, FcmSender, Job, Overloaded};
 use crate::metrics::{Metrics, Route};
 use crate::notification::{SharedBroadcast, SharedNotification};
@@ -55,15 +55,21 @@ impl NotificationRouter {
         &self.ledger
     }
 
-    /// Routes one accepted notification: its record and token first (so that it survives any
-    /// node from here on), then the publish whose receiver count is the decision.
+    /// Routes one accepted notification from `owner`: its record and token first (so that it
+    /// survives any node from here on), then the publish whose receiver count is the decision.
     #[tracing::instrument(skip_all, fields(notification_id = %n.id, user_id = %n.user_id))]
-    pub async fn notify(&self, n: SharedNotification) -> Result<Route, RouteError> {
+    pub async fn notify(
+        &self,
+        n: SharedNotification,
+        owner: Owner<'_>,
+    ) -> Result<Route, RouteError> {
         let published = if self.ledger.ordered_with_publish() {
             // One round trip: the record and token are written before the publish on the same
             // connection, so whoever receives it finds them.
-            let (begun, published) =
-                futures::join!(self.ledger.begin(&n), self.broker.publish_user(n.clone()));
+            let (begun, published) = futures::join!(
+                self.ledger.begin(&n, owner),
+                self.broker.publish_user(n.clone())
+            );
             match (begun, published) {
                 (Err(e), Ok(r)) if r > 0 => {
                     // Delivered live, but its record may be missing: answer what happened.
@@ -75,7 +81,7 @@ impl NotificationRouter {
                 (Ok(()), published) => published,
             }
         } else {
-            match self.ledger.begin(&n).await {
+            match self.ledger.begin(&n, owner).await {
                 Ok(()) => self.broker.publish_user(n.clone()).await,
                 Err(e) => Err(e),
             }

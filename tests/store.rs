@@ -1,10 +1,10 @@
 //! The device registry behaves the same on both dialects: SQLite (the embedded default) and
-//! PostgreSQL (a fresh database for the test).
+//! PostgreSQL (a fresh database for the test), also when registrations race each other.
 
 mod common;
 
 use common::services::TestDb;
-use switchboard::store::{Platform, Store};
+use switchboard::store::{Platform, Store, StoreError};
 
 async fn register_replace_list_delete(s: &Store) {
     s.upsert_device("u1", "phone", "tok-a", Platform::Android)
@@ -42,6 +42,36 @@ async fn a_token_moves_with_its_install(s: &Store) {
     assert_eq!((moved.len(), moved[0].platform), (1, Platform::Ios));
 }
 
+/// Registrations of new devices of one user, all at once, stop exactly at the cap; a known
+/// device re-registers past it.
+async fn concurrent_registrations_stop_at_the_cap(s: &Store) {
+    let s = s.clone().limit_devices_per_user(5);
+    let racing = (0..20).map(|i| {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.upsert_device("racer", &format!("d{i}"), &format!("t{i}"), Platform::Web)
+                .await
+        })
+    });
+    let results: Vec<_> = futures::future::join_all(racing)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(StoreError::TooManyDevices(5))))
+        .count();
+    assert_eq!((ok, refused), (5, 15), "{results:?}");
+    let devices = s.devices_for_user("racer").await.unwrap();
+    assert_eq!(devices.len(), 5);
+    let known = &devices[0].device_id;
+    s.upsert_device("racer", known, "t-new", Platform::Web)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn sqlite_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -50,6 +80,7 @@ async fn sqlite_store() {
         .unwrap();
     register_replace_list_delete(&s).await;
     a_token_moves_with_its_install(&s).await;
+    concurrent_registrations_stop_at_the_cap(&s).await;
     s.ping().await.unwrap();
 }
 
@@ -59,6 +90,7 @@ async fn postgres_store() {
     let s = Store::connect(&db.url).await.unwrap();
     register_replace_list_delete(&s).await;
     a_token_moves_with_its_install(&s).await;
+    concurrent_registrations_stop_at_the_cap(&s).await;
     s.ping().await.unwrap();
     // Connecting again (a second node) finds the schema up to date.
     Store::connect(&db.url).await.unwrap().close().await;

@@ -9,11 +9,11 @@ use futures::future::{ready, FutureExt};
 use parking_lot::Mutex;
 
 use super::{
-    after, AckResult, Due, IdemBegin, Ledger, LedgerConfig, RawRecord, Status, Take, CLAIM_BATCH,
-    IDEMPOTENCY_TTL_MS,
+    after, AckResult, Due, IdemBegin, Ledger, LedgerConfig, Owner, RawRecord, Status, Take,
+    CLAIM_BATCH, IDEMPOTENCY_TTL_MS,
 };
 use crate::broker::BrokerFuture;
-use crate::metrics::Route;
+use crate::metrics::{Metrics, Route};
 use crate::notification::SharedNotification;
 use crate::time::unix_millis;
 
@@ -48,7 +48,14 @@ struct Record {
     payload: Option<SharedNotification>,
     route: Option<Route>,
     status: Status,
+    /// The creating producer, as [`owner_index`] (fits in the struct's padding).
+    owner: u32,
     deliveries: Box<[Delivery]>,
+}
+
+/// A producer's index as a record keeps it (4 billion keys would be needed to collide).
+fn owner_index(owner: Owner<'_>) -> u32 {
+    u32::try_from(owner.index.0).unwrap_or(u32::MAX)
 }
 
 /// One channel's outcome: `field` is `channel:device`, as in [`RawRecord::deliveries`].
@@ -134,13 +141,15 @@ pub struct MemoryLedger {
     /// Per user: (written at, notification), oldest first.
     replay: DashMap<Arc<str>, VecDeque<(u64, SharedNotification)>, Hasher>,
     idem: DashMap<String, (u64, Option<String>), Hasher>,
-    /// Idempotency keys in expiry order.
+    /// Idempotency keys in expiry order, which is also creation order: past
+    /// `max_idempotency_keys` the front goes first.
     idem_order: Mutex<VecDeque<(u64, String)>>,
     last_replay_sweep: Mutex<u64>,
+    metrics: Arc<Metrics>,
 }
 
 impl MemoryLedger {
-    pub fn new(cfg: LedgerConfig) -> MemoryLedger {
+    pub fn new(cfg: LedgerConfig, metrics: Arc<Metrics>) -> MemoryLedger {
         MemoryLedger {
             cfg,
             records: DashMap::with_hasher(Hasher::default()),
@@ -150,6 +159,27 @@ impl MemoryLedger {
             idem: DashMap::with_hasher(Hasher::default()),
             idem_order: Mutex::new(VecDeque::new()),
             last_replay_sweep: Mutex::new(0),
+            metrics,
+        }
+    }
+
+    /// Queues a new idempotency key for expiry; over the cap, the oldest keys go at once. The
+    /// queue also holds keys freed or renewed since (until they reach the front), so its length
+    /// bounds the map's.
+    fn remember_idem(&self, at: u64, scope: &str) {
+        let mut q = self.idem_order.lock();
+        q.push_back((at, scope.to_string()));
+        while q.len() > self.cfg.max_idempotency_keys {
+            let Some((old_at, old)) = q.pop_front() else {
+                break;
+            };
+            if self
+                .idem
+                .remove_if(&old, |_, (a, _)| *a == old_at)
+                .is_some()
+            {
+                self.metrics.idempotency_evictions.inc();
+            }
         }
     }
 
@@ -209,7 +239,7 @@ fn done<T: Send + 'static>(v: T) -> BrokerFuture<T> {
 }
 
 impl Ledger for MemoryLedger {
-    fn begin(&self, n: &SharedNotification) -> BrokerFuture<()> {
+    fn begin(&self, n: &SharedNotification, owner: Owner<'_>) -> BrokerFuture<()> {
         let Some(id) = key(&n.id) else {
             // Ids are made by `ids::new_id`: this would be a bug, not an input.
             tracing::error!(id = %n.id, "a notification id that is not a UUID");
@@ -223,6 +253,7 @@ impl Ledger for MemoryLedger {
                 payload: Some(n.clone()),
                 route: None,
                 status: Status::Pending,
+                owner: owner_index(owner),
                 deliveries: Box::new([]),
             },
         );
@@ -394,9 +425,10 @@ impl Ledger for MemoryLedger {
         done(result)
     }
 
-    fn record(&self, id: &str) -> BrokerFuture<Option<RawRecord>> {
+    fn record(&self, id: &str, caller: Owner<'_>) -> BrokerFuture<Option<RawRecord>> {
         let raw = key(id)
             .and_then(|k| self.records.get(&k))
+            .filter(|r| r.owner == owner_index(caller))
             .map(|r| RawRecord {
                 id: id.to_string(),
                 user_id: r.user.to_string(),
@@ -421,8 +453,10 @@ impl Ledger for MemoryLedger {
             },
             entry => {
                 let at = now + IDEMPOTENCY_TTL_MS;
+                // Inserted (and the map's shard unlocked) before the order queue is locked:
+                // `expire` takes the queue's lock, then the map's.
                 entry.insert((at, None));
-                self.idem_order.lock().push_back((at, scope.to_string()));
+                self.remember_idem(at, scope);
                 IdemBegin::New
             }
         };
@@ -447,15 +481,25 @@ impl Ledger for MemoryLedger {
 mod tests {
     use super::*;
 
-    fn ledger(ack_timeout_ms: u64) -> MemoryLedger {
-        MemoryLedger::new(LedgerConfig {
+    fn config(ack_timeout_ms: u64) -> LedgerConfig {
+        LedgerConfig {
             ack_timeout_ms,
             retention_ms: 60_000,
             replay_window_ms: 60_000,
             replay_capacity: 3,
             max_records: 1000,
-        })
+            max_idempotency_keys: 1000,
+        }
     }
+
+    fn ledger(ack_timeout_ms: u64) -> MemoryLedger {
+        MemoryLedger::new(config(ack_timeout_ms), Arc::new(Metrics::new()))
+    }
+
+    const OWNER: Owner<'static> = Owner {
+        index: crate::auth::ProducerId(0),
+        name: "p0",
+    };
 
     fn n(user: &str) -> SharedNotification {
         let req: crate::notification::NotifyRequest =
@@ -471,7 +515,7 @@ mod tests {
     fn one_owner_per_token() {
         let l = ledger(0);
         let a = n("u");
-        now(l.begin(&a));
+        now(l.begin(&a, OWNER));
         let due = now(l.claim_due());
         assert_eq!(due.len(), 1);
         assert_eq!(now(l.take(&a.id)), Take::Claimed);
@@ -481,11 +525,11 @@ mod tests {
 
         let l = ledger(60_000);
         let b = n("u");
-        now(l.begin(&b));
+        now(l.begin(&b, OWNER));
         assert_eq!(now(l.ack("other", &b.id)), AckResult::Foreign);
         assert_eq!(now(l.ack("u", &b.id)), AckResult::Acked);
         assert!(now(l.claim_due()).is_empty());
-        assert_eq!(now(l.record(&b.id)).unwrap().status, Status::Acked);
+        assert_eq!(now(l.record(&b.id, OWNER)).unwrap().status, Status::Acked);
     }
 
     #[test]
@@ -493,7 +537,7 @@ mod tests {
         let l = ledger(60_000);
         let ns: Vec<_> = (0..4).map(|_| n("u")).collect();
         for x in &ns {
-            now(l.begin(x));
+            now(l.begin(x, OWNER));
             l.written(x, None, true);
         }
         // Capacity 3: the first one fell out.
@@ -506,23 +550,26 @@ mod tests {
 
     #[test]
     fn records_keep_deliveries_and_respect_the_cap() {
-        let l = MemoryLedger::new(LedgerConfig {
-            max_records: 2,
-            ..ledger(60_000).cfg
-        });
+        let l = MemoryLedger::new(
+            LedgerConfig {
+                max_records: 2,
+                ..config(60_000)
+            },
+            Arc::new(Metrics::new()),
+        );
         let ns: Vec<_> = (0..3).map(|_| n("u")).collect();
         for x in &ns {
-            now(l.begin(x));
+            now(l.begin(x, OWNER));
         }
         assert!(
-            now(l.record(&ns[0].id)).is_none(),
+            now(l.record(&ns[0].id, OWNER)).is_none(),
             "the oldest went at the cap"
         );
         let id = &ns[2].id;
         l.set_delivery(id, "fcm:tab".into(), "fcm_failed:unregistered".into());
         l.written(&ns[2], Some("phone"), false);
         l.written(&ns[2], Some("phone"), false);
-        let r = now(l.record(id)).unwrap();
+        let r = now(l.record(id, OWNER)).unwrap();
         assert_eq!(&r.id, id);
         assert_eq!(r.status, Status::Delivered);
         assert_eq!(
@@ -540,11 +587,11 @@ mod tests {
         let l = ledger(0);
         assert_eq!(now(l.take("nope")), Take::Gone);
         assert_eq!(now(l.ack("u", "nope")), AckResult::Unknown);
-        assert!(now(l.record("nope")).is_none());
+        assert!(now(l.record("nope", OWNER)).is_none());
         let a = n("u");
-        now(l.begin(&a));
-        assert!(now(l.record(&a.id.to_uppercase())).is_none());
-        assert!(now(l.record(&a.id.replace('-', ""))).is_none());
+        now(l.begin(&a, OWNER));
+        assert!(now(l.record(&a.id.to_uppercase(), OWNER)).is_none());
+        assert!(now(l.record(&a.id.replace('-', ""), OWNER)).is_none());
         let due = now(l.claim_due());
         assert_eq!(due[0].id, a.id, "the id reads back as it was given");
     }
@@ -557,5 +604,60 @@ mod tests {
         l.idem_finish("p:k", Some("{}".into()));
         assert_eq!(now(l.idem_begin("p:k")), IdemBegin::Answer("{}".into()));
         l.idem_finish("p:x", None);
+    }
+
+    #[test]
+    fn idempotency_keys_past_the_cap_evict_the_oldest() {
+        let metrics = Arc::new(Metrics::new());
+        let l = MemoryLedger::new(
+            LedgerConfig {
+                max_idempotency_keys: 2,
+                ..config(60_000)
+            },
+            metrics.clone(),
+        );
+        for k in ["p:1", "p:2", "p:3"] {
+            assert_eq!(now(l.idem_begin(k)), IdemBegin::New);
+            l.idem_finish(k, Some(format!("{k}!")));
+        }
+        assert_eq!(l.idem.len(), 2);
+        assert_eq!(now(l.idem_begin("p:3")), IdemBegin::Answer("p:3!".into()));
+        assert_eq!(now(l.idem_begin("p:2")), IdemBegin::Answer("p:2!".into()));
+        assert_eq!(now(l.idem_begin("p:1")), IdemBegin::New, "the oldest went");
+        assert_eq!(now(l.idem_begin("p:1")), IdemBegin::InFlight);
+        assert_eq!(l.idem.len(), 2, "and p:1 again pushed out p:2");
+        assert!(metrics
+            .render()
+            .contains("switchboard_idempotency_keys_evicted_total 2"));
+    }
+
+    #[test]
+    fn a_record_is_readable_by_its_producer_only() {
+        let l = ledger(60_000);
+        let a = n("u");
+        now(l.begin(&a, OWNER));
+        assert!(now(l.record(&a.id, OWNER)).is_some());
+        let other = Owner {
+            index: crate::auth::ProducerId(1),
+            name: "p1",
+        };
+        assert!(now(l.record(&a.id, other)).is_none());
+    }
+
+    #[test]
+    fn the_owner_costs_a_record_no_memory() {
+        #[allow(dead_code)]
+        struct WithoutOwner {
+            user: Box<str>,
+            created: u64,
+            payload: Option<SharedNotification>,
+            route: Option<Route>,
+            status: Status,
+            deliveries: Box<[Delivery]>,
+        }
+        assert_eq!(
+            std::mem::size_of::<Record>(),
+            std::mem::size_of::<WithoutOwner>()
+        );
     }
 }

@@ -15,7 +15,8 @@
 //! Redis, in multi-node mode) and the sweep of another node sends it to FCM.
 //!
 //! The ledger also keeps each user's **replay buffer** (what streams wrote, for `Last-Event-ID`)
-//! and the producers' **idempotency keys**. [`memory::MemoryLedger`] serves one node;
+//! and the producers' **idempotency keys**. A record is readable only by the producer that
+//! created it (its [`Owner`]). [`memory::MemoryLedger`] serves one node;
 //! [`redis::RedisLedger`] many.
 
 pub mod memory;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::auth::ProducerId;
 use crate::broker::BrokerFuture;
 use crate::metrics::Route;
 use crate::notification::SharedNotification;
@@ -46,6 +48,19 @@ pub struct LedgerConfig {
     pub replay_capacity: usize,
     /// Memory ledger only: most records kept (the oldest go first beyond it).
     pub max_records: usize,
+    /// Memory ledger only: most idempotency keys kept (the oldest go first beyond it).
+    pub max_idempotency_keys: usize,
+}
+
+/// The producer that created a notification: the only caller that may read its record.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner<'a> {
+    /// Its key's place in this node's `auth.producer_keys`: what the memory ledger keeps (one
+    /// process, one list; a small number per record).
+    pub index: ProducerId,
+    /// Its key's non-secret name: what the Redis ledger keeps (the same on every node that has
+    /// the key, wherever the key is in the node's list).
+    pub name: &'a str,
 }
 
 /// A notification's lifecycle (API.md §3). `pending` and `delivered` can still change; the
@@ -254,9 +269,9 @@ pub fn after<T>(entries: Vec<(String, T)>, last_id: &str) -> Option<Vec<(String,
 }
 
 pub trait Ledger: Send + Sync {
-    /// Stores the record (`pending`) and arms the token; resolves once both are stored, before
-    /// the notification is published.
-    fn begin(&self, n: &SharedNotification) -> BrokerFuture<()>;
+    /// Stores the record (`pending`, created by `owner`) and arms the token; resolves once both
+    /// are stored, before the notification is published.
+    fn begin(&self, n: &SharedNotification, owner: Owner<'_>) -> BrokerFuture<()>;
     /// Whether what `begin` writes is stored before a publish issued right after it (without
     /// waiting for `begin`) is: true for the memory ledger and for a Redis ledger sharing the
     /// broker's connection to a single Redis; false on a Redis Cluster, where the record and
@@ -282,7 +297,8 @@ pub trait Ledger: Send + Sync {
     /// The claimed notification's outcome is settled: its token is gone for good.
     fn release(&self, id: &str);
     fn ack(&self, user: &str, id: &str) -> BrokerFuture<AckResult>;
-    fn record(&self, id: &str) -> BrokerFuture<Option<RawRecord>>;
+    /// The record, if `caller` created it: another producer's record reads as unknown.
+    fn record(&self, id: &str, caller: Owner<'_>) -> BrokerFuture<Option<RawRecord>>;
     fn idem_begin(&self, scope: &str) -> BrokerFuture<IdemBegin>;
     /// Stores the answer for the key, or with `None` frees the key (the request failed).
     fn idem_finish(&self, scope: &str, answer: Option<String>);

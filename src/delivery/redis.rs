@@ -1,7 +1,8 @@
 //! The multi-node ledger in Redis, so that every record, token and replay buffer outlives the
 //! node that wrote it.
 //!
-//! - `{ns}:rec:{id}`: hash `u` (user), `c` (created, ms), `s` (status; `pending` with an
+//! - `{ns}:rec:{id}`: hash `u` (user), `o` (the creating producer's key name: only that
+//!   producer may read the record), `c` (created, ms), `s` (status; `pending` with an
 //!   `sse:*` field reads as `delivered`), `r` (route, when not
 //!   `sse`), `p` (the
 //!   notification, for a fallback sent by another node), `sse:<device>` / `fcm:<device>`
@@ -29,8 +30,8 @@ use futures::future::FutureExt;
 use tokio::sync::mpsc;
 
 use super::{
-    after, sse_field, AckResult, Due, IdemBegin, Ledger, LedgerConfig, RawRecord, Status, Take,
-    CLAIM_BATCH, CLAIM_LEASE_MS, IDEMPOTENCY_TTL_MS,
+    after, sse_field, AckResult, Due, IdemBegin, Ledger, LedgerConfig, Owner, RawRecord, Status,
+    Take, CLAIM_BATCH, CLAIM_LEASE_MS, IDEMPOTENCY_TTL_MS,
 };
 use crate::broker::{BrokerError, BrokerFuture};
 use crate::metrics::{Metrics, Route};
@@ -322,13 +323,14 @@ async fn queue(
 }
 
 impl Ledger for RedisLedger {
-    fn begin(&self, n: &SharedNotification) -> BrokerFuture<()> {
+    fn begin(&self, n: &SharedNotification, owner: Owner<'_>) -> BrokerFuture<()> {
         let client = self.client.clone();
         let key = self.keys.record(&n.id);
         let due = self.keys.due.clone();
         let id = n.id.clone();
         let fields: Vec<(String, Value)> = vec![
             ("u".into(), n.user_id.clone().into()),
+            ("o".into(), owner.name.into()),
             ("c".into(), (n.sent_at as i64).into()),
             ("s".into(), Status::Pending.as_str().into()),
             ("p".into(), Value::Bytes(n.json())),
@@ -555,10 +557,11 @@ impl Ledger for RedisLedger {
         .boxed()
     }
 
-    fn record(&self, id: &str) -> BrokerFuture<Option<RawRecord>> {
+    fn record(&self, id: &str, caller: Owner<'_>) -> BrokerFuture<Option<RawRecord>> {
         let client = self.client.clone();
         let key = self.keys.record(id);
         let id = id.to_string();
+        let caller = caller.name.to_string();
         async move {
             let h: HashMap<String, Bytes> = client.hgetall(&key).await.map_err(unavailable)?;
             let mut h: HashMap<String, String> = h
@@ -569,7 +572,8 @@ impl Ledger for RedisLedger {
             let Some(status) = h.get("s").and_then(|s| Status::parse(s)) else {
                 return Ok(None);
             };
-            if h.contains_key("x") {
+            // Another producer's record, or one without an owner, reads as unknown.
+            if h.contains_key("x") || h.get("o") != Some(&caller) {
                 return Ok(None);
             }
             let mut deliveries: Vec<(String, String)> = h

@@ -7,7 +7,7 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use super::error::ApiError;
-use super::extract::{Client, JsonBody, Producer};
+use super::extract::{owner, Client, JsonBody, Producer};
 use super::AppState;
 use crate::delivery::{AckResult, RecordView};
 use crate::ids;
@@ -56,9 +56,11 @@ pub async fn ack(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A notification's record, for the producer that created it; any other producer gets the
+/// 404 of an unknown id, so that ids cannot be probed across producers.
 pub async fn status(
     State(state): State<AppState>,
-    _producer: Producer,
+    Producer(producer): Producer,
     Path(id): Path<String>,
 ) -> Result<Json<RecordView>, ApiError> {
     if !ids::valid_notification_id(&id) {
@@ -69,7 +71,7 @@ pub async fn status(
     let record = state
         .router
         .ledger()
-        .record(&id)
+        .record(&id, owner(&state, producer))
         .await
         .map_err(|e| ledger_unavailable(&state, e))?;
     match record {

@@ -9,7 +9,7 @@ use super::error::ApiError;
 use super::extract::{Client, JsonBody};
 use super::AppState;
 use crate::ids;
-use crate::store::{Device, Platform};
+use crate::store::{Device, Platform, StoreError};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,15 +36,22 @@ pub async fn register(
 ) -> Result<Json<Device>, ApiError> {
     check_device_id(&device_id)?;
     let token = req.fcm_token.trim();
-    if token.is_empty() || token.len() > 4096 || token.chars().any(char::is_whitespace) {
+    // FCM registration tokens are printable ASCII; anything else (NUL above all, which
+    // PostgreSQL refuses in TEXT) is a malformed request, not a store failure.
+    if token.is_empty() || token.len() > 4096 || !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::bad_request(
-            "fcm_token must be 1-4096 characters without spaces",
+            "fcm_token must be 1-4096 printable ASCII characters (no spaces or control characters)",
         ));
     }
     let device = state
         .store
         .upsert_device(&claims.sub, &device_id, token, req.platform)
-        .await?;
+        .await
+        .inspect_err(|e| {
+            if matches!(e, StoreError::TooManyDevices(_)) {
+                state.metrics.devices_refused.inc();
+            }
+        })?;
     tracing::info!(user_id = %claims.sub, device_id, "device registered");
     Ok(Json(device))
 }

@@ -92,7 +92,7 @@ impl From<AuthError> for ApiError {
         let (status, code) = match e {
             AuthError::Missing => (StatusCode::UNAUTHORIZED, "missing_token"),
             AuthError::Expired => (StatusCode::UNAUTHORIZED, "token_expired"),
-            AuthError::Invalid | AuthError::BadSubject => {
+            AuthError::Invalid | AuthError::BadSubject | AuthError::NotYetValid => {
                 (StatusCode::UNAUTHORIZED, "invalid_token")
             }
             AuthError::ClientTokenOnProducerApi => (StatusCode::FORBIDDEN, "forbidden"),
@@ -130,7 +130,12 @@ impl From<RouteError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
-        ApiError::internal(e)
+        match e {
+            StoreError::TooManyDevices(_) => {
+                ApiError::new(StatusCode::CONFLICT, "too_many_devices", e.to_string())
+            }
+            e => ApiError::internal(e),
+        }
     }
 }
 

@@ -163,6 +163,7 @@ fn stream_request(claims: &ClientClaims, q: &EventsQuery) -> Result<OpenRequest,
         device_id,
         topics,
         ack,
+        expires_at: claims.exp,
         preload: Vec::new(),
     })
 }

@@ -294,6 +294,7 @@ mod tests {
                 device_id: None,
                 topics: Vec::new(),
                 ack: false,
+                expires_at: u64::MAX,
                 preload: Vec::new(),
             })
             .await

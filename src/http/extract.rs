@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::{bearer, AuthError, ClientClaims, ProducerId};
+use crate::delivery::Owner;
 
 /// A JSON body: `Content-Type: application/json` (or `+json`), within the body limit, parsed
 /// into `T`.
@@ -78,6 +79,14 @@ impl FromRequestParts<AppState> for Producer {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let key = bearer(parts.headers.get(header::AUTHORIZATION)).ok_or(AuthError::Missing)?;
         Ok(Producer(state.auth.verify_producer(key)?))
+    }
+}
+
+/// The producer as the delivery ledger records it (see [`Owner`]).
+pub fn owner(state: &AppState, producer: ProducerId) -> Owner<'_> {
+    Owner {
+        index: producer,
+        name: state.auth.producer_name(producer),
     }
 }
 

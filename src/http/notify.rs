@@ -8,14 +8,14 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::{JsonBody, Producer};
+use super::extract::{owner, JsonBody, Producer};
 use super::AppState;
 use crate::auth::ProducerId;
 use crate::broker::Connection;
 use crate::delivery::IdemBegin;
 use crate::ids;
 use crate::metrics::Route;
-use crate::notification::{BroadcastRequest, NotifyRequest};
+use crate::notification::{check_idempotency_key, BroadcastRequest, NotifyRequest};
 
 /// Most notifications in one batch.
 const MAX_BATCH: usize = 1000;
@@ -45,11 +45,9 @@ async fn notify_one(
     mut req: NotifyRequest,
 ) -> Result<NotifyAnswer, ApiError> {
     let Some(key) = req.idempotency_key.take() else {
-        return route_one(state, req).await;
+        return route_accepted(state, producer, Arc::new(req.accept()?)).await;
     };
-    if key.is_empty() || key.len() > 256 {
-        return Err(ApiError::bad_request("idempotency_key must be 1-256 bytes"));
-    }
+    check_idempotency_key(&key)?;
     // Checked before the key is reserved, so a bad request does not hold it.
     let n = Arc::new(req.accept()?);
     let ledger = state.router.ledger();
@@ -78,7 +76,7 @@ async fn notify_one(
             }
         }
     }
-    match route_accepted(state, n).await {
+    match route_accepted(state, producer, n).await {
         Ok(answer) => {
             let json = serde_json::to_string(&answer).map_err(ApiError::internal)?;
             ledger.idem_finish(&scope, Some(json));
@@ -91,15 +89,15 @@ async fn notify_one(
     }
 }
 
-async fn route_one(state: &AppState, req: NotifyRequest) -> Result<NotifyAnswer, ApiError> {
-    route_accepted(state, Arc::new(req.accept()?)).await
-}
-
 async fn route_accepted(
     state: &AppState,
+    producer: ProducerId,
     n: crate::notification::SharedNotification,
 ) -> Result<NotifyAnswer, ApiError> {
-    let route = state.router.notify(n.clone()).await?;
+    let route = state
+        .router
+        .notify(n.clone(), owner(state, producer))
+        .await?;
     Ok(NotifyAnswer {
         id: n.id.clone(),
         route,

@@ -1,5 +1,10 @@
 //! Operations: liveness, readiness (store and broker answer), Prometheus metrics.
+//!
+//! `/readyz` is anonymous, so it answers only ready or not; what failed goes to the log
+//! (rate-limited) and to `switchboard_ready` / `switchboard_readiness_failures_total`.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -9,28 +14,83 @@ use http::header;
 
 use super::error::ApiError;
 use super::AppState;
+use crate::metrics::Dependency;
+use crate::redact::redact_secrets;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
+/// A failed check is logged at most this often: a probe every second must not flood the log.
+const WARN_EVERY_MS: u64 = 10_000;
+
+/// When a failed check was last logged, and how many were not logged since. Per process: one
+/// server runs in it.
+static LAST_WARN_MS: AtomicU64 = AtomicU64::new(0);
+static UNLOGGED: AtomicU64 = AtomicU64::new(0);
 
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let not_ready = |what: String| ApiError::unavailable("not_ready", what, 1);
-    match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(not_ready(format!("store: {e}"))),
-        Err(_) => return Err(not_ready("store: no answer within 2 s".into())),
+    let config = &state.config;
+    let (store, broker) = futures::join!(
+        check(
+            &state,
+            Dependency::Store,
+            &config.store.url,
+            state.store.ping()
+        ),
+        check(
+            &state,
+            Dependency::Broker,
+            &config.broker.redis_url,
+            state.broker.ping()
+        ),
+    );
+    let ready = store && broker;
+    state.metrics.ready.set(i64::from(ready));
+    if ready {
+        Ok(Json(serde_json::json!({"status": "ready"})))
+    } else {
+        Err(ApiError::unavailable(
+            "not_ready",
+            "this node is not ready; retry shortly",
+            1,
+        ))
     }
-    match tokio::time::timeout(READY_TIMEOUT, state.broker.ping()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(not_ready(format!("broker: {e}"))),
-        Err(_) => return Err(not_ready("broker: no answer within 2 s".into())),
+}
+
+/// Whether `ping` answered in time; a failure is counted and logged (without the secrets of
+/// the component's URL, should its error quote it).
+async fn check<E: std::fmt::Display>(
+    state: &AppState,
+    component: Dependency,
+    url: &str,
+    ping: impl Future<Output = Result<(), E>>,
+) -> bool {
+    let detail = match tokio::time::timeout(READY_TIMEOUT, ping).await {
+        Ok(Ok(())) => return true,
+        Ok(Err(e)) => redact_secrets(&e.to_string(), url),
+        Err(_) => format!("no answer within {READY_TIMEOUT:?}"),
+    };
+    state.metrics.readiness_failure(component);
+    let now = crate::time::unix_millis();
+    let last = LAST_WARN_MS.load(Ordering::Relaxed);
+    let due = now.saturating_sub(last) >= WARN_EVERY_MS
+        && LAST_WARN_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok();
+    if due {
+        let unlogged = UNLOGGED.swap(0, Ordering::Relaxed);
+        tracing::warn!(
+            component = component.as_str(),
+            error = %detail,
+            unlogged_failures = unlogged,
+            "not ready"
+        );
+    } else {
+        UNLOGGED.fetch_add(1, Ordering::Relaxed);
     }
-    Ok(Json(
-        serde_json::json!({"status": "ready", "node_id": state.hub.node_id()}),
-    ))
+    false
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

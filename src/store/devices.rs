@@ -1,4 +1,11 @@
 //! The device registry: which FCM tokens reach a user when no stream does.
+//!
+//! A user has at most `devices.max_per_user` devices, checked inside the registering
+//! transaction, so the cap is exact with any number of nodes and concurrent registrations:
+//! on PostgreSQL the transaction first takes an advisory lock keyed by the user (registrations
+//! of one user run one at a time, and each counts what the previous one committed); on SQLite
+//! the transaction's first statement is a write, so it holds the database's single write lock
+//! before it counts.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -6,7 +13,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
-use super::{on_pool, Store, StoreError};
+use super::{on_pool, Pool, Store, StoreError};
 
 /// Most users whose device lists a node caches; past it the cache starts over.
 const CACHE_USERS: usize = 200_000;
@@ -117,13 +124,23 @@ const UPSERT: &str = "INSERT INTO devices (user_id, device_id, fcm_token, platfo
 /// A token belongs to one app install: registering it elsewhere retires the older row.
 const RETIRE_TOKEN: &str = "DELETE FROM devices WHERE fcm_token = $1 \
      AND NOT (user_id = $2 AND device_id = $3) RETURNING user_id";
+/// PostgreSQL: serialises the registrations of one user until the transaction ends. The
+/// two-key form keeps these locks apart from single-key ones (sqlx's migration lock); the first
+/// key says "Switchboard devices", the second is the user's hash (a collision only makes two
+/// users wait for each other).
+const LOCK_USER: &str = "SELECT pg_advisory_xact_lock(1399087972, hashtext($1))";
+/// The user's devices, and whether `$2` is one of them.
+const COUNT: &str =
+    "SELECT COUNT(*), COALESCE(SUM(CASE WHEN device_id = $2 THEN 1 ELSE 0 END), 0) \
+     FROM devices WHERE user_id = $1";
 const BY_USER: &str = "SELECT user_id, device_id, fcm_token, platform, updated_at FROM devices \
      WHERE user_id = $1 ORDER BY device_id";
 const DELETE: &str = "DELETE FROM devices WHERE user_id = $1 AND device_id = $2";
 const DELETE_TOKEN: &str = "DELETE FROM devices WHERE fcm_token = $1 RETURNING user_id";
 
 impl Store {
-    /// Registers (or re-registers, replacing the token) a device of `user_id`.
+    /// Registers (or re-registers, replacing the token) a device of `user_id`; a new device
+    /// past the user's cap is refused with [`StoreError::TooManyDevices`].
     pub async fn upsert_device(
         &self,
         user_id: &str,
@@ -132,14 +149,28 @@ impl Store {
         platform: Platform,
     ) -> Result<Device, StoreError> {
         let now = crate::time::unix_millis() as i64;
+        let lock = matches!(self.pool, Pool::Postgres(_)).then_some(LOCK_USER);
+        let max = self.max_devices_per_user;
         let retired: Vec<(String,)> = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            if let Some(lock) = lock {
+                sqlx::query(lock).bind(user_id).execute(&mut *tx).await?;
+            }
             let retired = sqlx::query_as(RETIRE_TOKEN)
                 .bind(fcm_token)
                 .bind(user_id)
                 .bind(device_id)
                 .fetch_all(&mut *tx)
                 .await?;
+            let (count, known): (i64, i64) = sqlx::query_as(COUNT)
+                .bind(user_id)
+                .bind(device_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            if known == 0 && usize::try_from(count).unwrap_or(usize::MAX) >= max {
+                // Dropping the transaction rolls back the retired token too.
+                return Err(StoreError::TooManyDevices(max));
+            }
             sqlx::query(UPSERT)
                 .bind(user_id)
                 .bind(device_id)

@@ -24,6 +24,9 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("store migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Registering one more device would pass `devices.max_per_user`.
+    #[error("a user may register at most {0} devices")]
+    TooManyDevices(usize),
 }
 
 /// A connection pool of either dialect. Queries are written once (`$N` placeholders work in
@@ -33,6 +36,8 @@ pub struct Store {
     pool: Pool,
     /// SQLite only.
     devices: Option<Arc<devices::DeviceCache>>,
+    /// Most devices one user may register (`devices.max_per_user`).
+    max_devices_per_user: usize,
 }
 
 #[derive(Clone)]
@@ -65,6 +70,7 @@ impl Store {
             Ok(Store {
                 pool: Pool::Postgres(pool),
                 devices: None,
+                max_devices_per_user: usize::MAX,
             })
         } else {
             let options = SqliteConnectOptions::from_str(url)?
@@ -81,8 +87,15 @@ impl Store {
             Ok(Store {
                 pool: Pool::Sqlite(pool),
                 devices: Some(Arc::default()),
+                max_devices_per_user: usize::MAX,
             })
         }
+    }
+
+    /// Caps the devices of each user (unlimited until called).
+    pub fn limit_devices_per_user(mut self, max: usize) -> Store {
+        self.max_devices_per_user = max;
+        self
     }
 
     /// Answers when the database does (`/readyz`).

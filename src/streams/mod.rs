@@ -7,7 +7,7 @@ mod body;
 mod stream;
 
 pub use body::{ConnWatch, SseBody};
-pub use stream::{Item, Push, Stream, StreamInfo};
+pub use stream::{Item, Push, Stream, StreamInfo, Visit};
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,6 +24,8 @@ use crate::notification::{SharedBroadcast, SharedNotification};
 
 const PING: &[u8] = b": ping\n\n";
 const SHUTDOWN: &[u8] = b"event: shutdown\ndata: {}\n\n";
+/// The stream's token expired: fetch a fresh one and reconnect with `Last-Event-ID`.
+const REAUTH: &[u8] = b"event: reauth\ndata: {}\n\n";
 /// The heartbeat visits one slice of the users per tick, so that the pings (and the writes they
 /// wake) spread over the period rather than landing on every stream at once. A power of two.
 const HEARTBEAT_SLICES: u32 = 16;
@@ -40,6 +42,9 @@ pub struct HubConfig {
     pub max_per_user: usize,
     pub queue_capacity: usize,
     pub retry_ms: u64,
+    /// Each stream's `retry:` is `retry_ms` ± up to this, so that the clients of a node that
+    /// restarts do not all reconnect at the same instant.
+    pub retry_jitter_ms: u64,
 }
 
 /// What a client asked for when opening a stream.
@@ -48,6 +53,8 @@ pub struct OpenRequest {
     pub device_id: Option<String>,
     pub topics: Vec<Arc<str>>,
     pub ack: bool,
+    /// The token's `exp` (unix seconds): the stream ends with `event: reauth` then.
+    pub expires_at: u64,
     /// Queued before anything live: a replay, or an `event: reset`.
     pub preload: Vec<Item>,
 }
@@ -73,7 +80,6 @@ pub struct Hub {
     heartbeat_ticks: AtomicU32,
     /// Set at shutdown: no new streams.
     closing: AtomicBool,
-    retry_frame: Bytes,
     broker: Arc<dyn Broker>,
     ledger: SharedLedger,
     metrics: Arc<Metrics>,
@@ -88,7 +94,6 @@ impl Hub {
         metrics: Arc<Metrics>,
         fallback: mpsc::UnboundedSender<Fallback>,
     ) -> Arc<Hub> {
-        let retry_frame = Bytes::from(format!("retry: {}\n\n", cfg.retry_ms));
         let hub = Arc::new(Hub {
             cfg,
             users: DashMap::new(),
@@ -96,7 +101,6 @@ impl Hub {
             next_id: AtomicU64::new(1),
             heartbeat_ticks: AtomicU32::new(0),
             closing: AtomicBool::new(false),
-            retry_frame,
             broker,
             ledger,
             metrics,
@@ -129,8 +133,9 @@ impl Hub {
             ack: req.ack,
             connected_at: crate::time::unix_millis(),
             capacity: self.cfg.queue_capacity,
+            expires_at: req.expires_at,
         }));
-        stream.push(Item::Frame(self.retry_frame.clone()));
+        stream.push(Item::Frame(self.retry_frame()));
         for item in req.preload {
             stream.push(item);
         }
@@ -257,7 +262,9 @@ impl Hub {
 
     /// Visits the next slice of the users' streams: a ping for each stream nothing was queued on
     /// since the previous visit (see [`Stream::heartbeat`]); a stream too far behind to take
-    /// more is a slow consumer.
+    /// more is a slow consumer; a stream whose token expired ends with `event: reauth` after
+    /// what is queued. Each slice is visited twice per heartbeat period, so a stream ends at
+    /// most half a period after its token's `exp`, at no cost per stream but a `u32`.
     pub fn heartbeat(&self) {
         let slice = self.heartbeat_ticks.fetch_add(1, Ordering::Relaxed) % HEARTBEAT_SLICES;
         let mut visit = Vec::new();
@@ -267,11 +274,35 @@ impl Hub {
             }
         }
         let ping = Bytes::from_static(PING);
-        let slow = visit
-            .into_iter()
-            .filter(|s| s.heartbeat(&ping) == Push::Full)
-            .collect();
+        let now = crate::time::unix_secs();
+        let mut slow = Vec::new();
+        for s in visit {
+            match s.heartbeat(&ping, now) {
+                Visit::Full => slow.push(s),
+                Visit::Expired => {
+                    // Not dropped: what is queued is written before `reauth`, and what is
+                    // unacked replays on the client's reconnect with `Last-Event-ID`.
+                    s.end(
+                        DisconnectReason::TokenExpired,
+                        Some(Bytes::from_static(REAUTH)),
+                        false,
+                    );
+                }
+                Visit::Live | Visit::Closed => {}
+            }
+        }
         self.end_slow(slow);
+    }
+
+    /// The `retry:` preamble of a new stream: `retry_ms` ± up to `retry_jitter_ms`.
+    fn retry_frame(&self) -> Bytes {
+        let (ms, jitter) = (self.cfg.retry_ms, self.cfg.retry_jitter_ms);
+        let retry = if jitter == 0 {
+            ms
+        } else {
+            rand::random_range(ms.saturating_sub(jitter)..=ms.saturating_add(jitter))
+        };
+        Bytes::from(format!("retry: {retry}\n\n"))
     }
 
     pub fn stream_count(&self) -> usize {
@@ -379,23 +410,29 @@ pub(crate) fn test_hub() -> (Arc<Hub>, mpsc::UnboundedReceiver<Fallback>) {
     use crate::delivery::memory::MemoryLedger;
     use crate::delivery::LedgerConfig;
     let (tx, rx) = mpsc::unbounded_channel();
-    let ledger = Arc::new(MemoryLedger::new(LedgerConfig {
-        ack_timeout_ms: 1000,
-        retention_ms: 60_000,
-        replay_window_ms: 60_000,
-        replay_capacity: 4,
-        max_records: 100,
-    }));
+    let metrics = Arc::new(Metrics::new());
+    let ledger = Arc::new(MemoryLedger::new(
+        LedgerConfig {
+            ack_timeout_ms: 1000,
+            retention_ms: 60_000,
+            replay_window_ms: 60_000,
+            replay_capacity: 4,
+            max_records: 100,
+            max_idempotency_keys: 100,
+        },
+        metrics.clone(),
+    ));
     let hub = Hub::new(
         HubConfig {
             node_id: "n".into(),
             max_per_user: 2,
             queue_capacity: 4,
             retry_ms: 1000,
+            retry_jitter_ms: 0,
         },
         Arc::new(MemoryBroker::new()),
         ledger,
-        Arc::new(Metrics::new()),
+        metrics,
         tx,
     );
     (hub, rx)
@@ -434,6 +471,7 @@ mod tests {
             device_id: None,
             topics: Vec::new(),
             ack: false,
+            expires_at: u64::MAX,
             preload: Vec::new(),
         }))
         .unwrap();
@@ -457,6 +495,7 @@ mod tests {
                 device_id: None,
                 topics: Vec::new(),
                 ack: false,
+                expires_at: u64::MAX,
                 preload: Vec::new(),
             };
             streams.push(hub.open(req).await.unwrap());

@@ -33,6 +33,19 @@ pub enum Push {
     Closed,
 }
 
+/// What the heartbeat's visit found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Visit {
+    /// Busy, or idle and pinged.
+    Live,
+    /// The queue is at capacity: the stream is a slow consumer.
+    Full,
+    /// The stream's token has expired.
+    Expired,
+    /// The stream is ending or gone.
+    Closed,
+}
+
 pub struct Stream {
     /// Unique per node; tells two streams of one user apart.
     pub id: u64,
@@ -60,6 +73,9 @@ struct State {
     /// Something was queued since the heartbeat last visited: the stream is not idle.
     /// (Fits in the struct's padding: no memory per stream.)
     queued_since_visit: bool,
+    /// When the stream's token expires, unix seconds (also in the padding). The heartbeat's
+    /// visits check it: no timer per stream.
+    expires_at: u32,
 }
 
 pub struct StreamInfo {
@@ -70,6 +86,8 @@ pub struct StreamInfo {
     pub ack: bool,
     pub connected_at: u64,
     pub capacity: usize,
+    /// The token's `exp`, unix seconds.
+    pub expires_at: u64,
 }
 
 impl Stream {
@@ -84,7 +102,10 @@ impl Stream {
             capacity: info.capacity.min(u32::MAX as usize) as u32,
             closed: AtomicBool::new(false),
             conn: OnceLock::new(),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                expires_at: u32::try_from(info.expires_at).unwrap_or(u32::MAX),
+                ..State::default()
+            }),
         }
     }
 
@@ -129,21 +150,29 @@ impl Stream {
     /// The heartbeat's visit, made twice per heartbeat period: queues `ping` unless something
     /// was queued since the previous visit. An idle stream thus gets a ping every period (the
     /// ping itself counts as queued, so the next visit skips), and a busy one no later than a
-    /// period after its last frame. A full queue is reported either way: a slow consumer.
-    pub fn heartbeat(&self, ping: &Bytes) -> Push {
+    /// period after its last frame. A full queue is reported either way: a slow consumer; then
+    /// a token that expired by `now_secs`.
+    pub fn heartbeat(&self, ping: &Bytes, now_secs: u64) -> Visit {
         {
             let mut st = self.state.lock();
             if st.ending.is_some() {
-                return Push::Closed;
+                return Visit::Closed;
             }
             if st.queue.len() >= self.capacity as usize {
-                return Push::Full;
+                return Visit::Full;
+            }
+            if u64::from(st.expires_at) <= now_secs {
+                return Visit::Expired;
             }
             if std::mem::take(&mut st.queued_since_visit) {
-                return Push::Queued;
+                return Visit::Live;
             }
         }
-        self.push(Item::Frame(ping.clone()))
+        match self.push(Item::Frame(ping.clone())) {
+            Push::Queued => Visit::Live,
+            Push::Full => Visit::Full,
+            Push::Closed => Visit::Closed,
+        }
     }
 
     /// Pushes a frame that must go out even if the queue is full (the final `event: shutdown`).
@@ -261,8 +290,11 @@ mod tests {
             ack: false,
             connected_at: 0,
             capacity,
+            expires_at: EXPIRES,
         })
     }
+
+    const EXPIRES: u64 = 2_000_000_000;
 
     fn notification() -> SharedNotification {
         let req: crate::notification::NotifyRequest =
@@ -319,7 +351,7 @@ mod tests {
         drain(&s);
         let pinged: Vec<bool> = (0..6)
             .map(|_| {
-                assert_eq!(s.heartbeat(&ping), Push::Queued);
+                assert_eq!(s.heartbeat(&ping, 0), Visit::Live);
                 drain(&s) == b"p"
             })
             .collect();
@@ -330,19 +362,44 @@ mod tests {
     fn heartbeat_skips_a_busy_stream_but_finds_a_full_one() {
         let s = stream(4);
         let ping = Bytes::from_static(b"p");
-        s.heartbeat(&ping);
+        s.heartbeat(&ping, 0);
         drain(&s);
         s.push(Item::Notification(notification()));
-        assert_eq!(s.heartbeat(&ping), Push::Queued);
+        assert_eq!(s.heartbeat(&ping, 0), Visit::Live);
         assert!(!drain(&s).ends_with(b"p"), "no ping right after a frame");
-        assert_eq!(s.heartbeat(&ping), Push::Queued);
+        assert_eq!(s.heartbeat(&ping, 0), Visit::Live);
         assert_eq!(drain(&s), b"p", "a ping one period after the frame");
         for _ in 0..4 {
             s.push(Item::Notification(notification()));
         }
-        assert_eq!(s.heartbeat(&ping), Push::Full);
+        assert_eq!(s.heartbeat(&ping, 0), Visit::Full);
         s.end(DisconnectReason::SlowConsumer, None, true);
-        assert_eq!(s.heartbeat(&ping), Push::Closed);
+        assert_eq!(s.heartbeat(&ping, 0), Visit::Closed);
+    }
+
+    #[test]
+    fn heartbeat_finds_an_expired_token() {
+        let s = stream(4);
+        let ping = Bytes::from_static(b"p");
+        assert_eq!(s.heartbeat(&ping, EXPIRES - 1), Visit::Live);
+        assert_eq!(s.heartbeat(&ping, EXPIRES), Visit::Expired);
+        s.end(DisconnectReason::TokenExpired, None, false);
+        assert_eq!(s.heartbeat(&ping, EXPIRES), Visit::Closed);
+    }
+
+    #[test]
+    fn the_token_expiry_costs_a_stream_no_memory() {
+        #[allow(dead_code)]
+        struct WithoutExpiry {
+            queue: VecDeque<Item>,
+            waker: Option<Waker>,
+            ending: Option<DisconnectReason>,
+            queued_since_visit: bool,
+        }
+        assert_eq!(
+            std::mem::size_of::<State>(),
+            std::mem::size_of::<WithoutExpiry>()
+        );
     }
 
     #[test]

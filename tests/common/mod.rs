@@ -404,7 +404,7 @@ impl TestApp {
 pub fn token_with(user: &str, ttl_secs: u64, topics: Option<Vec<String>>) -> String {
     let auth = switchboard::auth::Auth::new(&switchboard::config::AuthConfig {
         jwt_secret: JWT_SECRET.into(),
-        producer_keys: vec![],
+        ..Default::default()
     });
     auth.mint(user, ttl_secs, topics)
 }
