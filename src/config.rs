@@ -231,9 +231,6 @@ impl Config {
         if self.sse.heartbeat_secs == 0 {
             errors.push("sse.heartbeat_secs must be at least 1".into());
         }
-        if self.sse.retry_jitter_ms > self.sse.retry_ms {
-            errors.push("sse.retry_jitter_ms must be at most sse.retry_ms".into());
-        }
         if self.sse.max_connections_per_user == 0 {
             errors.push("sse.max_connections_per_user must be at least 1".into());
         }

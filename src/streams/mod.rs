@@ -294,9 +294,10 @@ impl Hub {
         self.end_slow(slow);
     }
 
-    /// The `retry:` preamble of a new stream: `retry_ms` ± up to `retry_jitter_ms`.
+    /// The `retry:` preamble of a new stream: `retry_ms` ± up to `retry_jitter_ms`. The jitter
+    /// is capped at `retry_ms`, so lowering `retry_ms` alone never needs the jitter changed.
     fn retry_frame(&self) -> Bytes {
-        let (ms, jitter) = (self.cfg.retry_ms, self.cfg.retry_jitter_ms);
+        let (ms, jitter) = (self.cfg.retry_ms, self.cfg.retry_jitter_ms.min(self.cfg.retry_ms));
         let retry = if jitter == 0 {
             ms
         } else {
