@@ -18,14 +18,11 @@
 //! and the producers' **idempotency keys**. [`memory::MemoryLedger`] serves one node;
 //! [`redis::RedisLedger`] many.
 
-pub mod memory;
-pub mod redis;
-
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::broker::BrokerFuture;
+use crate::backend::broker::BrokerFuture;
 use crate::metrics::Route;
 use crate::notification::SharedNotification;
 
