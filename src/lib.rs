@@ -21,14 +21,13 @@
 
 pub mod app;
 pub mod auth;
-pub mod broker;
+pub mod backend;
 pub mod config;
-pub mod delivery;
-pub mod fcm;
 pub mod http;
 pub mod ids;
 pub mod metrics;
 pub mod notification;
+pub mod push;
 pub mod redact;
 pub mod router;
 pub mod server;

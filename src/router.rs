@@ -8,9 +8,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Broker, BrokerError};
-use crate::delivery::{Owner, SharedLedger, Status, Take};
-use crate::fcm::{Batch, FcmSender, Job, Overloaded};
+use crate::backend::broker::{Broker, BrokerError};
+use crate::backend::ledger::{Owner, SharedLedger, Status, Take};
+use crate::push::sender::{Batch, FcmSender, Job, Overloaded};
 use crate::metrics::{Metrics, Route};
 use crate::notification::{SharedBroadcast, SharedNotification};
 use crate::store::{Store, StoreError};
@@ -231,7 +231,7 @@ impl NotificationRouter {
                         break;
                     }
                 };
-                let full = due.len() >= crate::delivery::CLAIM_BATCH;
+                let full = due.len() >= crate::backend::ledger::CLAIM_BATCH;
                 for d in due {
                     match d.record {
                         Some((status, n)) if !status.is_final() => {

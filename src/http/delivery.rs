@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::extract::{owner, Client, JsonBody, Producer};
 use super::AppState;
-use crate::delivery::{AckResult, RecordView};
+use crate::backend::ledger::{AckResult, RecordView};
 use crate::ids;
 
 /// Most ids in one ack.

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::{bearer, AuthError, ClientClaims, ProducerId};
-use crate::delivery::Owner;
+use crate::backend::ledger::Owner;
 
 /// A JSON body: `Content-Type: application/json` (or `+json`), within the body limit, parsed
 /// into `T`.

@@ -17,8 +17,8 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::sync::mpsc;
 
-use crate::broker::{Broker, BrokerError, Channel, Connection, Inbound};
-use crate::delivery::SharedLedger;
+use crate::backend::broker::{Broker, BrokerError, Channel, Connection, Inbound};
+use crate::backend::ledger::SharedLedger;
 use crate::metrics::{DisconnectReason, Metrics};
 use crate::notification::{SharedBroadcast, SharedNotification};
 
@@ -407,9 +407,9 @@ impl Inbound for Hub {
 /// A hub on the memory broker and ledger, for unit tests here and in `http`.
 #[cfg(test)]
 pub(crate) fn test_hub() -> (Arc<Hub>, mpsc::UnboundedReceiver<Fallback>) {
-    use crate::broker::memory::MemoryBroker;
-    use crate::delivery::memory::MemoryLedger;
-    use crate::delivery::LedgerConfig;
+    use crate::backend::ledger::LedgerConfig;
+    use crate::backend::memory::broker::MemoryBroker;
+    use crate::backend::memory::ledger::MemoryLedger;
     let (tx, rx) = mpsc::unbounded_channel();
     let metrics = Arc::new(Metrics::new());
     let ledger = Arc::new(MemoryLedger::new(

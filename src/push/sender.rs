@@ -1,11 +1,7 @@
 //! The FCM path: a bounded queue of (notification, device) sends, at most `max_in_flight` of
 //! them on the wire at once, each ending as accepted, failed, or a pruned token.
 
-mod answer;
-mod client;
-mod message;
-
-pub use client::{FcmClient, FcmSetupError, Outcome};
+pub use crate::push::fcm::client::{FcmClient, FcmSetupError, Outcome};
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,7 +11,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::FcmConfig;
-use crate::delivery::{fcm_field, SharedLedger, Status};
+use crate::backend::ledger::{fcm_field, SharedLedger, Status};
 use crate::metrics::Metrics;
 use crate::notification::SharedNotification;
 use crate::store::{Device, Store};

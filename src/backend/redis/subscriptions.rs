@@ -12,7 +12,7 @@ use futures::future::{join_all, FutureExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::unavailable;
-use crate::broker::{BrokerError, BrokerFuture};
+use crate::backend::broker::{BrokerError, BrokerFuture};
 use crate::metrics::Metrics;
 
 /// Most channels in one SSUBSCRIBE / SUNSUBSCRIBE.

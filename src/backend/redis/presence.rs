@@ -16,7 +16,7 @@ use futures::future::{join_all, BoxFuture, FutureExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{unavailable, Names};
-use crate::broker::{BrokerError, BrokerFuture, Connection};
+use crate::backend::broker::{BrokerError, BrokerFuture, Connection};
 
 const MAX_ROUND: usize = 10_000;
 const REFRESH_CHUNK: usize = 1_000;

@@ -6,6 +6,7 @@
 //! Two connections: a publisher (SPUBLISH, presence records) and a subscriber (RESP3, whose
 //! SSUBSCRIBE set `subscriptions.rs` keeps in order and restores after every reconnect).
 
+pub mod ledger;
 mod presence;
 mod subscriptions;
 
@@ -21,7 +22,7 @@ use fred::types::RespVersion;
 use futures::future::FutureExt;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{Broker, BrokerError, BrokerFuture, Channel, Connection, Inbound};
+use crate::backend::broker::{Broker, BrokerError, BrokerFuture, Channel, Connection, Inbound};
 use crate::config::BrokerConfig;
 use crate::metrics::Metrics;
 use crate::notification::{Broadcast, Notification, SharedBroadcast, SharedNotification};

@@ -8,11 +8,11 @@ use dashmap::DashMap;
 use futures::future::{ready, FutureExt};
 use parking_lot::Mutex;
 
-use super::{
+use crate::backend::broker::BrokerFuture;
+use crate::backend::ledger::{
     after, AckResult, Due, IdemBegin, Ledger, LedgerConfig, Owner, RawRecord, Status, Take,
     CLAIM_BATCH, IDEMPOTENCY_TTL_MS,
 };
-use crate::broker::BrokerFuture;
 use crate::metrics::{Metrics, Route};
 use crate::notification::SharedNotification;
 use crate::time::unix_millis;
@@ -321,7 +321,7 @@ impl Ledger for MemoryLedger {
                 // Found without building the field: this runs on every write.
                 match r.deliveries.iter_mut().find(|d| d.is_sse(device)) {
                     Some(d) => d.outcome = delivered(),
-                    None => r.set_delivery(&super::sse_field(Some(device)), delivered),
+                    None => r.set_delivery(&crate::backend::ledger::sse_field(Some(device)), delivered),
                 }
             }
         }

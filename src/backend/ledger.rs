@@ -19,15 +19,12 @@
 //! created it (its [`Owner`]). [`memory::MemoryLedger`] serves one node;
 //! [`redis::RedisLedger`] many.
 
-pub mod memory;
-pub mod redis;
-
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::auth::ProducerId;
-use crate::broker::BrokerFuture;
+use crate::backend::broker::BrokerFuture;
 use crate::metrics::Route;
 use crate::notification::SharedNotification;
 

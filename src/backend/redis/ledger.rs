@@ -29,11 +29,11 @@ use fred::types::{ClusterHash, CustomCommand, Expiration, SetOptions, Value};
 use futures::future::FutureExt;
 use tokio::sync::mpsc;
 
-use super::{
+use crate::backend::ledger::{
     after, sse_field, AckResult, Due, IdemBegin, Ledger, LedgerConfig, Owner, RawRecord, Status,
     Take, CLAIM_BATCH, CLAIM_LEASE_MS, IDEMPOTENCY_TTL_MS,
 };
-use crate::broker::{BrokerError, BrokerFuture};
+use crate::backend::broker::{BrokerError, BrokerFuture};
 use crate::metrics::{Metrics, Route};
 use crate::notification::{Notification, SharedNotification};
 use crate::time::unix_millis;

@@ -5,7 +5,7 @@ use std::sync::{OnceLock, Weak};
 
 use futures::future::{ready, FutureExt};
 
-use super::{Broker, BrokerFuture, Channel, Connection, Inbound};
+use crate::backend::broker::{Broker, BrokerFuture, Channel, Connection, Inbound};
 use crate::notification::{SharedBroadcast, SharedNotification};
 
 #[derive(Default)]

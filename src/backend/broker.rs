@@ -4,9 +4,6 @@
 //!
 //! Implementations: [`memory::MemoryBroker`] (one node) and, in multi-node mode, Redis.
 
-pub mod memory;
-pub mod redis;
-
 use std::sync::{Arc, Weak};
 
 use futures::future::BoxFuture;

@@ -1,0 +1,4 @@
+pub mod broker;
+pub mod ledger;
+pub mod memory;
+pub mod redis;

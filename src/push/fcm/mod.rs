@@ -1,0 +1,3 @@
+mod answer;
+pub mod client;
+mod message;

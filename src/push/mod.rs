@@ -1,0 +1,2 @@
+pub mod fcm;
+pub mod sender;
