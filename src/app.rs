@@ -14,16 +14,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
-use crate::backend::broker::Broker;
-use crate::backend::memory::broker::MemoryBroker;
-use crate::backend::redis::RedisBroker;
-use crate::config::{BrokerKind, Config};
-use crate::backend::ledger::{LedgerConfig, SharedLedger};
-use crate::backend::memory::ledger::MemoryLedger;
-use crate::backend::redis::ledger::RedisLedger;
-use crate::push::sender::{FcmSender, FcmSetupError};
+use crate::backend::{Backend, BackendError};
+use crate::config::Config;
 use crate::http::{routes, AppState};
 use crate::metrics::Metrics;
+use crate::push::sender::{FcmSender, FcmSetupError};
 use crate::router::NotificationRouter;
 use crate::store::{Store, StoreError};
 use crate::streams::{Fallback, Hub, HubConfig};
@@ -40,7 +35,7 @@ pub enum BuildError {
     #[error(transparent)]
     Fcm(#[from] FcmSetupError),
     #[error("broker: {0}")]
-    Broker(String),
+    Backend(#[from] BackendError),
 }
 
 pub struct App {
@@ -60,38 +55,8 @@ impl App {
         };
         let metrics = Arc::new(Metrics::new());
         let store = Store::connect(&config.store.url).await?;
-        let ledger_cfg = LedgerConfig {
-            ack_timeout_ms: config.delivery.ack_timeout_ms,
-            retention_ms: config.delivery.record_retention_secs * 1000,
-            replay_window_ms: config.delivery.replay_window_secs * 1000,
-            replay_capacity: config.delivery.replay_capacity,
-            max_records: config.delivery.max_records_in_memory,
-        };
-        let (broker, ledger): (Arc<dyn Broker>, SharedLedger) = match config.broker.kind {
-            BrokerKind::Memory => (
-                Arc::new(MemoryBroker::new()),
-                Arc::new(MemoryLedger::new(ledger_cfg)),
-            ),
-            BrokerKind::Redis => {
-                let broker = RedisBroker::connect(&config.broker, node_id.clone(), metrics.clone())
-                    .await
-                    .map_err(|e| {
-                        BuildError::Broker(format!(
-                            "{e} (broker.redis_url = {})",
-                            config.broker.redis_url
-                        ))
-                    })?;
-                let clustered = config.broker.redis_url.contains("-cluster://");
-                let ledger = RedisLedger::start(
-                    broker.publisher(),
-                    !clustered,
-                    &config.broker.namespace,
-                    ledger_cfg,
-                    metrics.clone(),
-                );
-                (Arc::new(broker), Arc::new(ledger))
-            }
-        };
+        let Backend { broker, ledger } =
+            Backend::connect(&config, node_id.clone(), metrics.clone()).await?;
         let fcm = if config.fcm_enabled() {
             Arc::new(
                 FcmSender::start(&config.fcm, store.clone(), ledger.clone(), metrics.clone())

@@ -8,18 +8,17 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::broker::{Broker, BrokerError};
-use crate::backend::ledger::{SharedLedger, Status, Take};
-use crate::push::sender::{Batch, FcmSender, Job, Overloaded};
+use crate::backend::{BackendError, Broker, SharedLedger, Status, Take};
 use crate::metrics::{Metrics, Route};
 use crate::notification::{SharedBroadcast, SharedNotification};
+use crate::push::sender::{Batch, FcmSender, Job, Overloaded};
 use crate::store::{Store, StoreError};
 use crate::streams::Fallback;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
     #[error(transparent)]
-    Broker(#[from] BrokerError),
+    Broker(#[from] BackendError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -103,7 +102,7 @@ impl NotificationRouter {
 
     /// The notify is refused (503): whatever part of its record and token still reaches the
     /// ledger must never count.
-    fn refused(&self, n: &SharedNotification, e: BrokerError) -> RouteError {
+    fn refused(&self, n: &SharedNotification, e: BackendError) -> RouteError {
         self.metrics.broker_errors.inc();
         self.ledger.forget(&n.id);
         e.into()

@@ -15,14 +15,15 @@
 //! Redis, in multi-node mode) and the sweep of another node sends it to FCM.
 //!
 //! The ledger also keeps each user's **replay buffer** (what streams wrote, for `Last-Event-ID`)
-//! and the producers' **idempotency keys**. [`memory::MemoryLedger`] serves one node;
-//! [`redis::RedisLedger`] many.
+//! and the producers' **idempotency keys**. [`MemoryLedger`](super::memory::MemoryLedger)
+//! serves one node; [`RedisLedger`](super::redis::RedisLedger) many.
 
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::backend::broker::BrokerFuture;
+use super::BackendFuture;
+use crate::config::DeliveryConfig;
 use crate::metrics::Route;
 use crate::notification::SharedNotification;
 
@@ -43,6 +44,18 @@ pub struct LedgerConfig {
     pub replay_capacity: usize,
     /// Memory ledger only: most records kept (the oldest go first beyond it).
     pub max_records: usize,
+}
+
+impl LedgerConfig {
+    pub fn new(cfg: &DeliveryConfig) -> LedgerConfig {
+        LedgerConfig {
+            ack_timeout_ms: cfg.ack_timeout_ms,
+            retention_ms: cfg.record_retention_secs * 1000,
+            replay_window_ms: cfg.replay_window_secs * 1000,
+            replay_capacity: cfg.replay_capacity,
+            max_records: cfg.max_records_in_memory,
+        }
+    }
 }
 
 /// A notification's lifecycle (API.md §3). `pending` and `delivered` can still change; the
@@ -253,7 +266,7 @@ pub fn after<T>(entries: Vec<(String, T)>, last_id: &str) -> Option<Vec<(String,
 pub trait Ledger: Send + Sync {
     /// Stores the record (`pending`) and arms the token; resolves once both are stored, before
     /// the notification is published.
-    fn begin(&self, n: &SharedNotification) -> BrokerFuture<()>;
+    fn begin(&self, n: &SharedNotification) -> BackendFuture<()>;
     /// Whether what `begin` writes is stored before a publish issued right after it (without
     /// waiting for `begin`) is: true for the memory ledger and for a Redis ledger sharing the
     /// broker's connection to a single Redis; false on a Redis Cluster, where the record and
@@ -263,7 +276,7 @@ pub trait Ledger: Send + Sync {
     fn forget(&self, id: &str);
     /// The routing decision, for the record.
     fn routed(&self, id: &str, route: Route);
-    fn take(&self, id: &str) -> BrokerFuture<Take>;
+    fn take(&self, id: &str) -> BackendFuture<Take>;
     /// Raises the record's status (never lowers it); no-op for an unknown id.
     fn set_status(&self, id: &str, status: Status);
     /// Records one channel's outcome (see [`RawRecord::deliveries`]).
@@ -273,14 +286,14 @@ pub trait Ledger: Send + Sync {
     fn written(&self, n: &SharedNotification, device: Option<&str>, ack: bool);
     /// What `user`'s streams wrote after `last_id` and that is still undelivered or unacked,
     /// oldest first; `None` when `last_id` is unknown or older than the replay window.
-    fn replay(&self, user: &str, last_id: &str) -> BrokerFuture<Option<Vec<SharedNotification>>>;
+    fn replay(&self, user: &str, last_id: &str) -> BackendFuture<Option<Vec<SharedNotification>>>;
     /// Claims the notifications whose deadline passed (or whose claimer's lease ran out).
-    fn claim_due(&self) -> BrokerFuture<Vec<Due>>;
+    fn claim_due(&self) -> BackendFuture<Vec<Due>>;
     /// The claimed notification's outcome is settled: its token is gone for good.
     fn release(&self, id: &str);
-    fn ack(&self, user: &str, id: &str) -> BrokerFuture<AckResult>;
-    fn record(&self, id: &str) -> BrokerFuture<Option<RawRecord>>;
-    fn idem_begin(&self, scope: &str) -> BrokerFuture<IdemBegin>;
+    fn ack(&self, user: &str, id: &str) -> BackendFuture<AckResult>;
+    fn record(&self, id: &str) -> BackendFuture<Option<RawRecord>>;
+    fn idem_begin(&self, scope: &str) -> BackendFuture<IdemBegin>;
     /// Stores the answer for the key, or with `None` frees the key (the request failed).
     fn idem_finish(&self, scope: &str, answer: Option<String>);
 }

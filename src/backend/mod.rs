@@ -1,4 +1,76 @@
+//! Where notifications travel between nodes: the [`Broker`] (presence and cross-node
+//! delivery) and the [`Ledger`] (records, ack deadlines, replay buffers, idempotency), one pair
+//! per engine, chosen by [`Backend::connect`].
+//!
+//! Engines: [`memory`] (one node, nothing outlives the process) and [`redis`] (several nodes,
+//! Redis or Redis Cluster). A new engine (NATS, say) lives in `backend/<engine>/`: it
+//! implements both traits, and `Backend::connect` gets a branch for it.
+
 pub mod broker;
 pub mod ledger;
 pub mod memory;
 pub mod redis;
+
+pub use broker::{Broker, Channel, Connection, Inbound};
+pub use ledger::{
+    AckResult, Due, IdemBegin, Ledger, LedgerConfig, RawRecord, RecordView, SharedLedger, Status,
+    Take,
+};
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use crate::config::{BrokerKind, Config};
+use crate::metrics::Metrics;
+
+/// Every failure of a backend: the engine behind it did not answer (in time).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    /// The engine could not be reached at start: the node does not start.
+    #[error("{error} (broker.redis_url = {url})")]
+    Connect {
+        /// Shown by [`shown_url`].
+        url: String,
+        error: Box<BackendError>,
+    },
+}
+
+/// What every backend operation that waits for an answer returns.
+pub type BackendFuture<T> = BoxFuture<'static, Result<T, BackendError>>;
+
+/// The broker and the ledger of one engine.
+#[derive(Clone)]
+pub struct Backend {
+    pub broker: Arc<dyn Broker>,
+    pub ledger: SharedLedger,
+}
+
+impl Backend {
+    /// Connects the engine that `broker.kind` names (failing fast if it cannot be reached) and
+    /// starts its background tasks.
+    pub async fn connect(
+        config: &Config,
+        node_id: Arc<str>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Backend, BackendError> {
+        let ledger = LedgerConfig::new(&config.delivery);
+        match config.broker.kind {
+            BrokerKind::Memory => Ok(memory::connect(ledger)),
+            BrokerKind::Redis => redis::connect(&config.broker, ledger, node_id, metrics)
+                .await
+                .map_err(|e| BackendError::Connect {
+                    url: shown_url(&config.broker.redis_url),
+                    error: Box::new(e),
+                }),
+        }
+    }
+}
+
+/// The configured Redis URL as an error shows it: the one place that puts it into an error,
+/// and so the place to redact its password.
+fn shown_url(url: &str) -> String {
+    url.to_string()
+}

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::extract::{Client, JsonBody, Producer};
 use super::AppState;
-use crate::backend::ledger::{AckResult, RecordView};
+use crate::backend::{AckResult, RecordView};
 use crate::ids;
 
 /// Most ids in one ack.

@@ -10,8 +10,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::backend::ledger::fcm_field;
+use crate::backend::{SharedLedger, Status};
 use crate::config::FcmConfig;
-use crate::backend::ledger::{fcm_field, SharedLedger, Status};
 use crate::metrics::Metrics;
 use crate::notification::SharedNotification;
 use crate::store::{Device, Store};

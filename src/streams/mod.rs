@@ -17,8 +17,7 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::sync::mpsc;
 
-use crate::backend::broker::{Broker, BrokerError, Channel, Connection, Inbound};
-use crate::backend::ledger::SharedLedger;
+use crate::backend::{BackendError, Broker, Channel, Connection, Inbound, SharedLedger};
 use crate::metrics::{DisconnectReason, Metrics};
 use crate::notification::{SharedBroadcast, SharedNotification};
 
@@ -59,7 +58,7 @@ pub enum OpenError {
     #[error("this node is shutting down")]
     ShuttingDown,
     #[error(transparent)]
-    Broker(#[from] BrokerError),
+    Broker(#[from] BackendError),
 }
 
 pub struct Hub {
@@ -375,9 +374,8 @@ impl Inbound for Hub {
 /// A hub on the memory broker and ledger, for unit tests here and in `http`.
 #[cfg(test)]
 pub(crate) fn test_hub() -> (Arc<Hub>, mpsc::UnboundedReceiver<Fallback>) {
-    use crate::backend::ledger::LedgerConfig;
-    use crate::backend::memory::broker::MemoryBroker;
-    use crate::backend::memory::ledger::MemoryLedger;
+    use crate::backend::memory::{MemoryBroker, MemoryLedger};
+    use crate::backend::LedgerConfig;
     let (tx, rx) = mpsc::unbounded_channel();
     let ledger = Arc::new(MemoryLedger::new(LedgerConfig {
         ack_timeout_ms: 1000,

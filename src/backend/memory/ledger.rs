@@ -12,7 +12,7 @@ use crate::backend::ledger::{
     after, AckResult, Due, IdemBegin, Ledger, LedgerConfig, RawRecord, Status, Take, CLAIM_BATCH,
     IDEMPOTENCY_TTL_MS,
 };
-use crate::backend::broker::BrokerFuture;
+use crate::backend::BackendFuture;
 use crate::metrics::Route;
 use crate::notification::SharedNotification;
 use crate::time::unix_millis;
@@ -204,12 +204,12 @@ impl MemoryLedger {
     }
 }
 
-fn done<T: Send + 'static>(v: T) -> BrokerFuture<T> {
+fn done<T: Send + 'static>(v: T) -> BackendFuture<T> {
     ready(Ok(v)).boxed()
 }
 
 impl Ledger for MemoryLedger {
-    fn begin(&self, n: &SharedNotification) -> BrokerFuture<()> {
+    fn begin(&self, n: &SharedNotification) -> BackendFuture<()> {
         let Some(id) = key(&n.id) else {
             // Ids are made by `ids::new_id`: this would be a bug, not an input.
             tracing::error!(id = %n.id, "a notification id that is not a UUID");
@@ -262,7 +262,7 @@ impl Ledger for MemoryLedger {
         }
     }
 
-    fn take(&self, id: &str) -> BrokerFuture<Take> {
+    fn take(&self, id: &str) -> BackendFuture<Take> {
         done(key(id).map_or(Take::Gone, |id| self.take_now(id)))
     }
 
@@ -290,7 +290,9 @@ impl Ledger for MemoryLedger {
                 // Found without building the field: this runs on every write.
                 match r.deliveries.iter_mut().find(|d| d.is_sse(device)) {
                     Some(d) => d.outcome = delivered(),
-                    None => r.set_delivery(&crate::backend::ledger::sse_field(Some(device)), delivered),
+                    None => {
+                        r.set_delivery(&crate::backend::ledger::sse_field(Some(device)), delivered)
+                    }
                 }
             }
         }
@@ -309,7 +311,7 @@ impl Ledger for MemoryLedger {
         buf.push_back((now, n.clone()));
     }
 
-    fn replay(&self, user: &str, last_id: &str) -> BrokerFuture<Option<Vec<SharedNotification>>> {
+    fn replay(&self, user: &str, last_id: &str) -> BackendFuture<Option<Vec<SharedNotification>>> {
         let oldest = unix_millis().saturating_sub(self.cfg.replay_window_ms);
         let entries: Vec<(String, SharedNotification)> = self
             .replay
@@ -335,7 +337,7 @@ impl Ledger for MemoryLedger {
         done(missed)
     }
 
-    fn claim_due(&self) -> BrokerFuture<Vec<Due>> {
+    fn claim_due(&self) -> BackendFuture<Vec<Due>> {
         let now = unix_millis();
         self.expire(now);
         let mut claimed = Vec::new();
@@ -375,7 +377,7 @@ impl Ledger for MemoryLedger {
         }
     }
 
-    fn ack(&self, user: &str, id: &str) -> BrokerFuture<AckResult> {
+    fn ack(&self, user: &str, id: &str) -> BackendFuture<AckResult> {
         let Some(id) = key(id) else {
             return done(AckResult::Unknown);
         };
@@ -394,7 +396,7 @@ impl Ledger for MemoryLedger {
         done(result)
     }
 
-    fn record(&self, id: &str) -> BrokerFuture<Option<RawRecord>> {
+    fn record(&self, id: &str) -> BackendFuture<Option<RawRecord>> {
         let raw = key(id)
             .and_then(|k| self.records.get(&k))
             .map(|r| RawRecord {
@@ -412,7 +414,7 @@ impl Ledger for MemoryLedger {
         done(raw)
     }
 
-    fn idem_begin(&self, scope: &str) -> BrokerFuture<IdemBegin> {
+    fn idem_begin(&self, scope: &str) -> BackendFuture<IdemBegin> {
         let now = unix_millis();
         let result = match self.idem.entry(scope.to_string()) {
             dashmap::Entry::Occupied(e) if e.get().0 > now => match &e.get().1 {
@@ -463,7 +465,7 @@ mod tests {
         Arc::new(req.accept().unwrap())
     }
 
-    fn now<T>(f: BrokerFuture<T>) -> T {
+    fn now<T>(f: BackendFuture<T>) -> T {
         futures::executor::block_on(f).unwrap()
     }
 

@@ -28,11 +28,12 @@ use fred::types::{ClusterHash, CustomCommand, Expiration, SetOptions, Value};
 use futures::future::FutureExt;
 use tokio::sync::mpsc;
 
+use super::unavailable;
 use crate::backend::ledger::{
     after, sse_field, AckResult, Due, IdemBegin, Ledger, LedgerConfig, RawRecord, Status, Take,
     CLAIM_BATCH, CLAIM_LEASE_MS, IDEMPOTENCY_TTL_MS,
 };
-use crate::backend::broker::{BrokerError, BrokerFuture};
+use crate::backend::BackendFuture;
 use crate::metrics::{Metrics, Route};
 use crate::notification::{Notification, SharedNotification};
 use crate::time::unix_millis;
@@ -131,10 +132,6 @@ pub struct RedisLedger {
     ops: mpsc::UnboundedSender<Op>,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> BrokerError {
-    BrokerError::Unavailable(e.to_string())
-}
-
 fn xadd() -> CustomCommand {
     CustomCommand::new_static("XADD", ClusterHash::FirstKey, false)
 }
@@ -160,7 +157,7 @@ async fn eval_in(
 }
 
 impl RedisLedger {
-    /// `client` is connected already: the broker's publisher (see `RedisBroker::publisher`);
+    /// `client` is connected already: the broker's publisher (see [`super::connect`]);
     /// `ordered` when it is one connection to a single Redis.
     pub fn start(
         client: Client,
@@ -322,7 +319,7 @@ async fn queue(
 }
 
 impl Ledger for RedisLedger {
-    fn begin(&self, n: &SharedNotification) -> BrokerFuture<()> {
+    fn begin(&self, n: &SharedNotification) -> BackendFuture<()> {
         let client = self.client.clone();
         let key = self.keys.record(&n.id);
         let due = self.keys.due.clone();
@@ -372,7 +369,7 @@ impl Ledger for RedisLedger {
         });
     }
 
-    fn take(&self, id: &str) -> BrokerFuture<Take> {
+    fn take(&self, id: &str) -> BackendFuture<Take> {
         let client = self.client.clone();
         let keys = vec![self.keys.due.clone(), self.keys.claimed.clone()];
         let id = id.to_string();
@@ -414,7 +411,7 @@ impl Ledger for RedisLedger {
         });
     }
 
-    fn replay(&self, user: &str, last_id: &str) -> BrokerFuture<Option<Vec<SharedNotification>>> {
+    fn replay(&self, user: &str, last_id: &str) -> BackendFuture<Option<Vec<SharedNotification>>> {
         let client = self.client.clone();
         let keys = self.keys.clone();
         let key = self.keys.replay(user);
@@ -463,7 +460,7 @@ impl Ledger for RedisLedger {
         .boxed()
     }
 
-    fn claim_due(&self) -> BrokerFuture<Vec<Due>> {
+    fn claim_due(&self) -> BackendFuture<Vec<Due>> {
         let client = self.client.clone();
         let keys = self.keys.clone();
         async move {
@@ -513,7 +510,7 @@ impl Ledger for RedisLedger {
         self.send(Op::Release(id.to_string()));
     }
 
-    fn ack(&self, user: &str, id: &str) -> BrokerFuture<AckResult> {
+    fn ack(&self, user: &str, id: &str) -> BackendFuture<AckResult> {
         let client = self.client.clone();
         let keys = self.keys.clone();
         let user = user.to_string();
@@ -555,7 +552,7 @@ impl Ledger for RedisLedger {
         .boxed()
     }
 
-    fn record(&self, id: &str) -> BrokerFuture<Option<RawRecord>> {
+    fn record(&self, id: &str) -> BackendFuture<Option<RawRecord>> {
         let client = self.client.clone();
         let key = self.keys.record(id);
         let id = id.to_string();
@@ -597,7 +594,7 @@ impl Ledger for RedisLedger {
         .boxed()
     }
 
-    fn idem_begin(&self, scope: &str) -> BrokerFuture<IdemBegin> {
+    fn idem_begin(&self, scope: &str) -> BackendFuture<IdemBegin> {
         let client = self.client.clone();
         let key = self.keys.idem(scope);
         async move {
