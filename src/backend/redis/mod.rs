@@ -6,9 +6,11 @@
 //! router can send both without waiting between them (see `Ledger::ordered_with_publish`).
 
 mod broker;
+mod keys;
 mod ledger;
 mod presence;
 mod subscriptions;
+mod writer;
 
 pub use broker::RedisBroker;
 pub use ledger::RedisLedger;
