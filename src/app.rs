@@ -18,7 +18,7 @@ use crate::backend::{Backend, BackendError};
 use crate::config::Config;
 use crate::http::{routes, AppState};
 use crate::metrics::Metrics;
-use crate::push::sender::{FcmSender, FcmSetupError};
+use crate::push::{self, Sender};
 use crate::router::NotificationRouter;
 use crate::store::{Store, StoreError};
 use crate::streams::{Fallback, Hub, HubConfig};
@@ -33,7 +33,7 @@ pub enum BuildError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Fcm(#[from] FcmSetupError),
+    Push(#[from] push::SetupError),
     #[error("broker: {0}")]
     Backend(#[from] BackendError),
 }
@@ -41,7 +41,7 @@ pub enum BuildError {
 pub struct App {
     state: AppState,
     listener: TcpListener,
-    fcm: Arc<FcmSender>,
+    push: Arc<Sender>,
     fallback: mpsc::UnboundedReceiver<Fallback>,
 }
 
@@ -57,17 +57,8 @@ impl App {
         let store = Store::connect(&config.store.url).await?;
         let Backend { broker, ledger } =
             Backend::connect(&config, node_id.clone(), metrics.clone()).await?;
-        let fcm = if config.fcm_enabled() {
-            Arc::new(
-                FcmSender::start(&config.fcm, store.clone(), ledger.clone(), metrics.clone())
-                    .await?,
-            )
-        } else {
-            tracing::warn!(
-                "FCM is disabled (fcm.service_account is empty): notifications for offline users answer route \"none\""
-            );
-            Arc::new(FcmSender::disabled(metrics.clone()))
-        };
+        let push =
+            Arc::new(push::start(&config, store.clone(), ledger.clone(), metrics.clone()).await?);
         let (fallback_tx, fallback) = mpsc::unbounded_channel();
         let hub = Hub::new(
             HubConfig {
@@ -85,7 +76,7 @@ impl App {
             broker.clone(),
             ledger,
             store.clone(),
-            fcm.clone(),
+            push.clone(),
             metrics.clone(),
         ));
         let addr = config.listen_addr();
@@ -104,7 +95,7 @@ impl App {
         Ok(App {
             state,
             listener,
-            fcm,
+            push,
             fallback,
         })
     }
@@ -124,7 +115,7 @@ impl App {
         let App {
             state,
             listener,
-            fcm,
+            push,
             fallback,
         } = self;
         let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
@@ -186,7 +177,7 @@ impl App {
         fallback_stop.cancel();
         let _ = tokio::time::timeout_at(deadline, fallback_task).await;
         let _ = tokio::time::timeout_at(deadline, state.broker.shutdown()).await;
-        fcm.drain(deadline.saturating_duration_since(Instant::now()))
+        push.drain(deadline.saturating_duration_since(Instant::now()))
             .await;
         background.cancel();
         let _ = heartbeat.await;

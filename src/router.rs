@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::{BackendError, Broker, SharedLedger, Status, Take};
 use crate::metrics::{Metrics, Route};
 use crate::notification::{SharedBroadcast, SharedNotification};
-use crate::push::sender::{Batch, FcmSender, Job, Overloaded};
+use crate::push::{Batch, Job, Overloaded, Sender};
 use crate::store::{Store, StoreError};
 use crate::streams::Fallback;
 
@@ -29,7 +29,7 @@ pub struct NotificationRouter {
     broker: Arc<dyn Broker>,
     ledger: SharedLedger,
     store: Store,
-    fcm: Arc<FcmSender>,
+    push: Arc<Sender>,
     metrics: Arc<Metrics>,
 }
 
@@ -38,14 +38,14 @@ impl NotificationRouter {
         broker: Arc<dyn Broker>,
         ledger: SharedLedger,
         store: Store,
-        fcm: Arc<FcmSender>,
+        push: Arc<Sender>,
         metrics: Arc<Metrics>,
     ) -> NotificationRouter {
         NotificationRouter {
             broker,
             ledger,
             store,
-            fcm,
+            push,
             metrics,
         }
     }
@@ -117,7 +117,7 @@ impl NotificationRouter {
         n: &SharedNotification,
         refuse_when_full: bool,
     ) -> Result<Route, RouteError> {
-        let devices = if self.fcm.enabled() {
+        let devices = if self.push.enabled() {
             self.store.devices_for_user(&n.user_id).await?
         } else {
             Vec::new()
@@ -137,11 +137,11 @@ impl NotificationRouter {
             })
             .collect();
         if refuse_when_full {
-            self.fcm.try_enqueue(jobs).inspect_err(|_| {
+            self.push.try_enqueue(jobs).inspect_err(|_| {
                 self.metrics.overloaded.inc();
             })?;
         } else {
-            self.fcm.enqueue(jobs).await;
+            self.push.enqueue(jobs).await;
         }
         Ok(Route::Fcm)
     }
