@@ -8,12 +8,12 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{BackendError, Broker, SharedLedger, Status, Take};
-use crate::metrics::{Metrics, Route};
+use crate::backend::{AckResult, BackendError, Broker, Route, SharedLedger, Status, Take};
+use crate::metrics::{Counters, Label, Metrics};
 use crate::notification::{SharedBroadcast, SharedNotification};
 use crate::push::{Batch, Job, Overloaded, Sender};
 use crate::store::{Store, StoreError};
-use crate::streams::Fallback;
+use crate::streams::{Fallback, FallbackReason};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
@@ -31,6 +31,8 @@ pub struct NotificationRouter {
     store: Store,
     push: Arc<Sender>,
     metrics: Arc<Metrics>,
+    routes: Counters<Route>,
+    acks: Counters<AckResult>,
 }
 
 impl NotificationRouter {
@@ -46,12 +48,21 @@ impl NotificationRouter {
             ledger,
             store,
             push,
+            routes: metrics.routes.counters(),
+            acks: metrics.acks.counters(),
             metrics,
         }
     }
 
     pub fn ledger(&self) -> &SharedLedger {
         &self.ledger
+    }
+
+    /// The user confirms receipt of notification `id` (counted by what the ledger found).
+    pub async fn ack(&self, user: &str, id: &str) -> Result<AckResult, BackendError> {
+        let result = self.ledger.ack(user, id).await?;
+        self.acks.inc(result);
+        Ok(result)
     }
 
     /// Routes one accepted notification: its record and token first (so that it survives any
@@ -96,7 +107,7 @@ impl NotificationRouter {
             }
         };
         self.ledger.routed(&n.id, route);
-        self.metrics.route(route);
+        self.routes.inc(route);
         Ok(route)
     }
 
@@ -182,7 +193,7 @@ impl NotificationRouter {
 
     /// A stream could not take a notification: whoever holds its token decides; if that is
     /// nobody else, it goes to FCM now.
-    async fn fall_back(&self, n: SharedNotification, reason: &'static str) {
+    async fn fall_back(&self, n: SharedNotification, reason: FallbackReason) {
         let take = match self.ledger.take(&n.id).await {
             Ok(t) => t,
             Err(e) => {
@@ -196,7 +207,7 @@ impl NotificationRouter {
         if take != Take::Taken {
             return;
         }
-        tracing::debug!(notification_id = %n.id, reason, "falling back to FCM");
+        tracing::debug!(notification_id = %n.id, reason = reason.as_str(), "falling back to FCM");
         if let Err(e) = self.offline(&n, false).await {
             tracing::error!(notification_id = %n.id, error = %e, "fallback failed");
         }

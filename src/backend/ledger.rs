@@ -20,11 +20,10 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
-
+use super::record::{Delivery, RawRecord, Route, Status};
 use super::BackendFuture;
 use crate::config::DeliveryConfig;
-use crate::metrics::Route;
+use crate::metrics::Label;
 use crate::notification::SharedNotification;
 
 /// How long an idempotency key is remembered (API.md: 24 h).
@@ -58,63 +57,6 @@ impl LedgerConfig {
     }
 }
 
-/// A notification's lifecycle (API.md §3). `pending` and `delivered` can still change; the
-/// others are final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Pending,
-    Delivered,
-    Acked,
-    FcmAccepted,
-    FcmFailed,
-    Expired,
-}
-
-impl Status {
-    pub const ALL: [Status; 6] = [
-        Status::Pending,
-        Status::Delivered,
-        Status::Acked,
-        Status::FcmAccepted,
-        Status::FcmFailed,
-        Status::Expired,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Delivered => "delivered",
-            Status::Acked => "acked",
-            Status::FcmAccepted => "fcm_accepted",
-            Status::FcmFailed => "fcm_failed",
-            Status::Expired => "expired",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|x| x.as_str() == s)
-    }
-
-    /// Statuses only move up: a final status is never replaced.
-    pub fn rank(self) -> u8 {
-        match self {
-            Status::Pending => 0,
-            Status::Delivered => 1,
-            _ => 2,
-        }
-    }
-
-    pub fn is_final(self) -> bool {
-        self.rank() == 2
-    }
-
-    /// Went (or is going) out through FCM.
-    pub fn is_fcm(self) -> bool {
-        matches!(self, Status::FcmAccepted | Status::FcmFailed)
-    }
-}
-
 /// What trying to take a notification's token found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Take {
@@ -143,6 +85,7 @@ pub enum IdemBegin {
     InFlight,
 }
 
+/// What an ack found (the `switchboard_acks_total{result}` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckResult {
     Acked,
@@ -153,8 +96,19 @@ pub enum AckResult {
     Foreign,
 }
 
-impl AckResult {
-    pub fn as_str(self) -> &'static str {
+impl Label for AckResult {
+    const ALL: &'static [AckResult] = &[
+        AckResult::Acked,
+        AckResult::Late,
+        AckResult::Unknown,
+        AckResult::Foreign,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn as_str(self) -> &'static str {
         match self {
             AckResult::Acked => "acked",
             AckResult::Late => "late",
@@ -162,90 +116,6 @@ impl AckResult {
             AckResult::Foreign => "foreign",
         }
     }
-}
-
-/// A record as both ledgers store it.
-#[derive(Debug, Clone)]
-pub struct RawRecord {
-    pub id: String,
-    pub user_id: String,
-    pub created_at: u64,
-    pub route: Option<String>,
-    pub status: Status,
-    /// `(channel:device, status[:error])`, e.g. `("sse:phone", "delivered")`,
-    /// `("fcm:tablet", "fcm_failed:unregistered")`.
-    pub deliveries: Vec<(String, String)>,
-}
-
-/// `GET /v1/notifications/{id}`.
-#[derive(Debug, Serialize)]
-pub struct RecordView {
-    pub id: String,
-    pub user_id: String,
-    pub route: Option<String>,
-    pub status: Status,
-    pub created_at: u64,
-    pub deliveries: Vec<DeliveryView>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct DeliveryView {
-    pub device_id: Option<String>,
-    pub channel: &'static str,
-    pub status: String,
-    pub error: Option<String>,
-}
-
-impl RawRecord {
-    pub fn view(self) -> RecordView {
-        let mut deliveries: Vec<DeliveryView> = self
-            .deliveries
-            .into_iter()
-            .filter_map(|(key, value)| {
-                let (channel, device) = key.split_once(':')?;
-                let channel = match channel {
-                    "sse" => "sse",
-                    "fcm" => "fcm",
-                    _ => return None,
-                };
-                let (status, error) = match value.split_once(':') {
-                    Some((s, e)) => (s.to_string(), Some(e.to_string())),
-                    None => (value, None),
-                };
-                // An ack confirms what the user's streams wrote.
-                let status = if channel == "sse" && self.status == Status::Acked {
-                    "acked".to_string()
-                } else {
-                    status
-                };
-                Some(DeliveryView {
-                    device_id: (!device.is_empty()).then(|| device.to_string()),
-                    channel,
-                    status,
-                    error,
-                })
-            })
-            .collect();
-        deliveries.sort_by(|a, b| (a.channel, &a.device_id).cmp(&(b.channel, &b.device_id)));
-        RecordView {
-            id: self.id,
-            user_id: self.user_id,
-            route: self.route,
-            status: self.status,
-            created_at: self.created_at,
-            deliveries,
-        }
-    }
-}
-
-/// The delivery field a stream's write records.
-pub fn sse_field(device: Option<&str>) -> String {
-    format!("sse:{}", device.unwrap_or(""))
-}
-
-/// The delivery field of one FCM send.
-pub fn fcm_field(device: &str) -> String {
-    format!("fcm:{device}")
 }
 
 /// Replay buffer entries after `last_id`, first occurrence of each id, in order. `None` when
@@ -279,8 +149,8 @@ pub trait Ledger: Send + Sync {
     fn take(&self, id: &str) -> BackendFuture<Take>;
     /// Raises the record's status (never lowers it); no-op for an unknown id.
     fn set_status(&self, id: &str, status: Status);
-    /// Records one channel's outcome (see [`RawRecord::deliveries`]).
-    fn set_delivery(&self, id: &str, field: String, value: String);
+    /// Records one channel's outcome for one device (replacing the one before).
+    fn set_delivery(&self, id: &str, delivery: Delivery);
     /// A stream wrote `n`: the record says `delivered`, the replay buffer keeps it, and a
     /// stream without acks takes the token (the write is the end of it).
     fn written(&self, n: &SharedNotification, device: Option<&str>, ack: bool);
@@ -305,6 +175,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ack_results_are_the_metrics_labels() {
+        let labels: Vec<&str> = AckResult::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(labels, ["acked", "late", "unknown", "foreign"]);
+    }
+
+    #[test]
     fn after_dedupes_and_finds_the_last_occurrence() {
         let e = |ids: &[&str]| ids.iter().map(|i| (i.to_string(), ())).collect::<Vec<_>>();
         let ids = |v: Option<Vec<(String, ())>>| {
@@ -319,27 +195,5 @@ mod tests {
             Some(vec!["b".into(), "c".into(), "d".into()])
         );
         assert_eq!(ids(after(e(&["a"]), "z")), None);
-    }
-
-    #[test]
-    fn statuses_only_move_up() {
-        assert!(Status::Delivered.rank() > Status::Pending.rank());
-        assert!(Status::Acked.is_final() && Status::Expired.is_final());
-        assert_eq!(Status::parse("fcm_accepted"), Some(Status::FcmAccepted));
-        let view = RawRecord {
-            id: "n".into(),
-            user_id: "u".into(),
-            created_at: 1,
-            route: Some("sse".into()),
-            status: Status::Acked,
-            deliveries: vec![
-                ("sse:phone".into(), "delivered".into()),
-                ("fcm:tab".into(), "fcm_failed:unregistered".into()),
-            ],
-        }
-        .view();
-        assert_eq!(view.deliveries[0].channel, "fcm");
-        assert_eq!(view.deliveries[0].error.as_deref(), Some("unregistered"));
-        assert_eq!(view.deliveries[1].status, "acked");
     }
 }

@@ -1,6 +1,6 @@
 //! Where notifications travel between nodes: the [`Broker`] (presence and cross-node
 //! delivery) and the [`Ledger`] (records, ack deadlines, replay buffers, idempotency), one pair
-//! per engine, chosen by [`Backend::connect`].
+//! per engine, chosen by [`Backend::connect`]. [`record`] is what a ledger's record says.
 //!
 //! Engines: [`memory`] (one node, nothing outlives the process) and [`redis`] (several nodes,
 //! Redis or Redis Cluster). A new engine (NATS, say) lives in `backend/<engine>/`: it
@@ -9,13 +9,12 @@
 pub mod broker;
 pub mod ledger;
 pub mod memory;
+pub mod record;
 pub mod redis;
 
 pub use broker::{Broker, Channel, Connection, Inbound};
-pub use ledger::{
-    AckResult, Due, IdemBegin, Ledger, LedgerConfig, RawRecord, RecordView, SharedLedger, Status,
-    Take,
-};
+pub use ledger::{AckResult, Due, IdemBegin, Ledger, LedgerConfig, SharedLedger, Take};
+pub use record::{Delivery, DeliveryChannel, RawRecord, RecordView, Route, Status};
 
 use std::sync::Arc;
 

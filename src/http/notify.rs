@@ -11,9 +11,8 @@ use super::error::ApiError;
 use super::extract::{JsonBody, Producer};
 use super::AppState;
 use crate::auth::ProducerId;
-use crate::backend::{Connection, IdemBegin};
+use crate::backend::{Connection, IdemBegin, Route};
 use crate::ids;
-use crate::metrics::Route;
 use crate::notification::{BroadcastRequest, NotifyRequest};
 
 /// Most notifications in one batch.

@@ -80,13 +80,6 @@ pub enum RetryReason {
 }
 
 impl RetryReason {
-    pub const ALL: [RetryReason; 4] = [
-        RetryReason::QuotaExceeded,
-        RetryReason::Unavailable,
-        RetryReason::Internal,
-        RetryReason::Transport,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             RetryReason::QuotaExceeded => "quota_exceeded",
@@ -112,13 +105,6 @@ pub enum InvalidReason {
 }
 
 impl InvalidReason {
-    pub const ALL: [InvalidReason; 4] = [
-        InvalidReason::InvalidArgument,
-        InvalidReason::SenderIdMismatch,
-        InvalidReason::ThirdPartyAuthError,
-        InvalidReason::Other,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             InvalidReason::InvalidArgument => "invalid_argument",
@@ -147,6 +133,8 @@ pub async fn start(
         tracing::warn!(
             "FCM is disabled (fcm.service_account is empty): notifications for offline users answer route \"none\""
         );
+        // The FCM series are listed (at 0) whether or not FCM is configured.
+        let _ = metrics.fcm_results.counters::<fcm::RequestResult>();
         return Ok(Sender::disabled(metrics));
     }
     let provider = FcmProvider::new(&config.fcm, metrics.clone()).await?;

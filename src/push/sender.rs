@@ -11,8 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::retry::{deliver, RetryPolicy};
 use super::{Outcome, Provider};
-use crate::backend::ledger::fcm_field;
-use crate::backend::{SharedLedger, Status};
+use crate::backend::{Delivery, SharedLedger, Status};
 use crate::config::FcmConfig;
 use crate::metrics::Metrics;
 use crate::notification::SharedNotification;
@@ -219,12 +218,8 @@ impl SendContext {
         let outcome = deliver(&*self.provider, &self.retry, &job.notification, token).await;
         let id = &job.notification.id;
         let accepted = outcome == Outcome::Accepted;
-        let value = match outcome.error() {
-            None => Status::FcmAccepted.as_str().to_string(),
-            Some(error) => format!("{}:{error}", Status::FcmFailed.as_str()),
-        };
-        self.ledger
-            .set_delivery(id, fcm_field(&job.device.device_id), value);
+        let delivery = Delivery::push(&job.device.device_id, outcome.error());
+        self.ledger.set_delivery(id, delivery);
         if let Some(status) = job.batch.finish(accepted) {
             self.ledger.set_status(id, status);
             self.ledger.release(id);
@@ -336,11 +331,13 @@ mod tests {
         assert_eq!(left[0].device_id, "new");
         let record = ledger.record(&n.id).await.unwrap().unwrap();
         assert_eq!(record.status, Status::FcmAccepted);
+        let mut deliveries = record.deliveries;
+        deliveries.sort_by(|a, b| a.device.cmp(&b.device));
         assert_eq!(
-            record.deliveries,
+            deliveries,
             [
-                ("fcm:new".to_string(), "fcm_accepted".to_string()),
-                ("fcm:old".to_string(), "fcm_failed:unregistered".to_string()),
+                Delivery::push("new", None),
+                Delivery::push("old", Some("unregistered")),
             ]
         );
         let text = metrics.render();

@@ -4,9 +4,11 @@
 //! streams; what cannot be written goes to the fallback path.
 
 mod body;
+mod fallback;
 mod stream;
 
 pub use body::{ConnWatch, SseBody};
+pub use fallback::{Fallback, FallbackReason};
 pub use stream::{Item, Push, Stream, StreamInfo};
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -18,7 +20,7 @@ use dashmap::DashMap;
 use tokio::sync::mpsc;
 
 use crate::backend::{BackendError, Broker, Channel, Connection, Inbound, SharedLedger};
-use crate::metrics::{DisconnectReason, Metrics};
+use crate::metrics::{Counters, DisconnectReason, Metrics};
 use crate::notification::{SharedBroadcast, SharedNotification};
 
 const PING: &[u8] = b": ping\n\n";
@@ -26,13 +28,6 @@ const SHUTDOWN: &[u8] = b"event: shutdown\ndata: {}\n\n";
 /// The heartbeat visits one slice of the users per tick, so that the pings (and the writes they
 /// wake) spread over the period rather than landing on every stream at once. A power of two.
 const HEARTBEAT_SLICES: u32 = 16;
-
-/// A notification that reached this node for a stream but will not be written to one.
-pub struct Fallback {
-    pub notification: SharedNotification,
-    /// One of `metrics::FALLBACK_REASONS`.
-    pub reason: &'static str,
-}
 
 pub struct HubConfig {
     pub node_id: Arc<str>,
@@ -76,6 +71,7 @@ pub struct Hub {
     broker: Arc<dyn Broker>,
     ledger: SharedLedger,
     metrics: Arc<Metrics>,
+    fallbacks: Counters<FallbackReason>,
     fallback: mpsc::UnboundedSender<Fallback>,
 }
 
@@ -98,6 +94,7 @@ impl Hub {
             retry_frame,
             broker,
             ledger,
+            fallbacks: metrics.fallbacks.counters(),
             metrics,
             fallback,
         });
@@ -168,7 +165,7 @@ impl Hub {
             {
                 stream.push(Item::Notification(n.clone()));
                 if n.dropped_unwritten() {
-                    self.fall_back(n, "stream_closed");
+                    self.fall_back(n, FallbackReason::StreamClosed);
                 }
             }
         }
@@ -184,7 +181,7 @@ impl Hub {
             if let Err(e) = sub.await {
                 self.metrics.broker_errors.inc();
                 let unsent = stream.end(DisconnectReason::WriteError, None, true);
-                self.dropped(unsent.unwrap_or_default(), "stream_closed");
+                self.dropped(unsent.unwrap_or_default(), FallbackReason::StreamClosed);
                 self.close(&stream, None);
                 return Err(e.into());
             }
@@ -222,7 +219,7 @@ impl Hub {
         }
         self.broker.set_presence(&stream.user, stream.id, None);
         self.metrics.sse_connections.dec();
-        self.dropped(stream.take_unsent(), "stream_closed");
+        self.dropped(stream.take_unsent(), FallbackReason::StreamClosed);
         match (stream.ending(), conn) {
             (Some(reason), _) => self.metrics.disconnect(reason),
             (None, Some(conn)) => conn.defer_disconnect(),
@@ -292,7 +289,7 @@ impl Hub {
         for s in slow {
             if let Some(unsent) = s.end(DisconnectReason::SlowConsumer, None, true) {
                 tracing::info!(user_id = %s.user, stream = s.id, "slow consumer: stream closed");
-                self.dropped(unsent, "stream_closed");
+                self.dropped(unsent, FallbackReason::StreamClosed);
                 self.close(&s, None);
                 s.abort_conn();
             }
@@ -300,7 +297,7 @@ impl Hub {
     }
 
     /// Copies dropped unwritten: the last copy of a notification no stream wrote falls back.
-    fn dropped(&self, unsent: Vec<SharedNotification>, reason: &'static str) {
+    fn dropped(&self, unsent: Vec<SharedNotification>, reason: FallbackReason) {
         for n in unsent {
             if n.dropped_unwritten() {
                 self.fall_back(n, reason);
@@ -308,8 +305,8 @@ impl Hub {
         }
     }
 
-    fn fall_back(&self, notification: SharedNotification, reason: &'static str) {
-        self.metrics.fallback(reason);
+    fn fall_back(&self, notification: SharedNotification, reason: FallbackReason) {
+        self.fallbacks.inc(reason);
         let _ = self.fallback.send(Fallback {
             notification,
             reason,
@@ -340,7 +337,7 @@ impl Inbound for Hub {
         }
         self.end_slow(slow);
         if !queued && remote {
-            self.fall_back(n, "stream_gone");
+            self.fall_back(n, FallbackReason::StreamGone);
         }
         queued
     }
@@ -416,7 +413,7 @@ mod tests {
         let (hub, mut rx) = test_hub();
         assert!(!hub.user_message(notification("gone"), true));
         let f = rx.try_recv().expect("a fallback");
-        assert_eq!(f.reason, "stream_gone");
+        assert_eq!(f.reason, FallbackReason::StreamGone);
         assert!(hub
             .metrics()
             .render()
@@ -441,7 +438,7 @@ mod tests {
         let f = rx.try_recv().expect("a fallback");
         assert_eq!(
             (f.reason, f.notification.id.as_str()),
-            ("stream_closed", n.id.as_str())
+            (FallbackReason::StreamClosed, n.id.as_str())
         );
     }
 

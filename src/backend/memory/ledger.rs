@@ -9,11 +9,10 @@ use futures::future::{ready, FutureExt};
 use parking_lot::Mutex;
 
 use crate::backend::ledger::{
-    after, AckResult, Due, IdemBegin, Ledger, LedgerConfig, RawRecord, Status, Take, CLAIM_BATCH,
-    IDEMPOTENCY_TTL_MS,
+    after, AckResult, Due, IdemBegin, Ledger, LedgerConfig, Take, CLAIM_BATCH, IDEMPOTENCY_TTL_MS,
 };
+use crate::backend::record::{self, DeliveryChannel, RawRecord, Route, Status};
 use crate::backend::BackendFuture;
-use crate::metrics::Route;
 use crate::notification::SharedNotification;
 use crate::time::unix_millis;
 
@@ -51,7 +50,8 @@ struct Record {
     deliveries: Box<[Delivery]>,
 }
 
-/// One channel's outcome: `field` is `channel:device`, as in [`RawRecord::deliveries`].
+/// One channel's outcome in its stored form ([`record::Delivery::field`] and `value`, as in
+/// Redis), which keeps it at 32 bytes.
 struct Delivery {
     field: Box<str>,
     outcome: Outcome,
@@ -272,9 +272,9 @@ impl Ledger for MemoryLedger {
         }
     }
 
-    fn set_delivery(&self, id: &str, field: String, value: String) {
+    fn set_delivery(&self, id: &str, delivery: record::Delivery) {
         if let Some(mut r) = key(id).and_then(|id| self.records.get_mut(&id)) {
-            r.set_delivery(&field, || Outcome::new(value));
+            r.set_delivery(&delivery.field(), || Outcome::new(delivery.value()));
         }
     }
 
@@ -290,9 +290,7 @@ impl Ledger for MemoryLedger {
                 // Found without building the field: this runs on every write.
                 match r.deliveries.iter_mut().find(|d| d.is_sse(device)) {
                     Some(d) => d.outcome = delivered(),
-                    None => {
-                        r.set_delivery(&crate::backend::ledger::sse_field(Some(device)), delivered)
-                    }
+                    None => r.set_delivery(&record::field(DeliveryChannel::Sse, device), delivered),
                 }
             }
         }
@@ -403,12 +401,12 @@ impl Ledger for MemoryLedger {
                 id: id.to_string(),
                 user_id: r.user.to_string(),
                 created_at: r.created,
-                route: r.route.map(|x| x.as_str().to_string()),
+                route: r.route,
                 status: r.status,
                 deliveries: r
                     .deliveries
                     .iter()
-                    .map(|d| (d.field.to_string(), d.outcome.as_str().to_string()))
+                    .filter_map(|d| record::Delivery::parse(&d.field, d.outcome.as_str()))
                     .collect(),
             });
         done(raw)
@@ -521,7 +519,8 @@ mod tests {
             "the oldest went at the cap"
         );
         let id = &ns[2].id;
-        l.set_delivery(id, "fcm:tab".into(), "fcm_failed:unregistered".into());
+        let unregistered = record::Delivery::push("tab", Some("unregistered"));
+        l.set_delivery(id, unregistered.clone());
         l.written(&ns[2], Some("phone"), false);
         l.written(&ns[2], Some("phone"), false);
         let r = now(l.record(id)).unwrap();
@@ -529,10 +528,7 @@ mod tests {
         assert_eq!(r.status, Status::Delivered);
         assert_eq!(
             r.deliveries,
-            [
-                ("fcm:tab".to_string(), "fcm_failed:unregistered".to_string()),
-                ("sse:phone".to_string(), "delivered".to_string()),
-            ]
+            [unregistered, record::Delivery::sse(Some("phone"))]
         );
         assert_eq!(now(l.take(id)), Take::Gone, "a write without acks took it");
     }

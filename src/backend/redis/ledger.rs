@@ -15,11 +15,12 @@ use super::keys::{Keys, CLAIM, TAKE, UPDATE};
 use super::unavailable;
 use super::writer::{writer, Op};
 use crate::backend::ledger::{
-    after, AckResult, Due, IdemBegin, Ledger, LedgerConfig, RawRecord, Status, Take, CLAIM_BATCH,
-    CLAIM_LEASE_MS, IDEMPOTENCY_TTL_MS,
+    after, AckResult, Due, IdemBegin, Ledger, LedgerConfig, Take, CLAIM_BATCH, CLAIM_LEASE_MS,
+    IDEMPOTENCY_TTL_MS,
 };
+use crate::backend::record::{Delivery, DeliveryChannel, RawRecord, Route, Status};
 use crate::backend::BackendFuture;
-use crate::metrics::{Metrics, Route};
+use crate::metrics::{Label, Metrics};
 use crate::notification::{Notification, SharedNotification};
 use crate::time::unix_millis;
 
@@ -142,11 +143,11 @@ impl Ledger for RedisLedger {
         });
     }
 
-    fn set_delivery(&self, id: &str, field: String, value: String) {
+    fn set_delivery(&self, id: &str, delivery: Delivery) {
         self.send(Op::Update {
             id: id.to_string(),
             status: None,
-            field: Some((field, value)),
+            field: Some((delivery.field(), delivery.value())),
         });
     }
 
@@ -316,14 +317,15 @@ impl Ledger for RedisLedger {
             if h.contains_key("x") {
                 return Ok(None);
             }
-            let mut deliveries: Vec<(String, String)> = h
+            let mut deliveries: Vec<Delivery> = h
                 .iter()
-                .filter(|(k, _)| k.starts_with("sse:") || k.starts_with("fcm:"))
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .filter_map(|(k, v)| Delivery::parse(k, v))
                 .collect();
-            deliveries.sort();
+            deliveries.sort_by(|a, b| {
+                (a.channel.as_str(), &a.device).cmp(&(b.channel.as_str(), &b.device))
+            });
             let status = if status == Status::Pending
-                && deliveries.iter().any(|(k, _)| k.starts_with("sse:"))
+                && deliveries.iter().any(|d| d.channel == DeliveryChannel::Sse)
             {
                 Status::Delivered
             } else {
@@ -333,7 +335,7 @@ impl Ledger for RedisLedger {
                 id,
                 user_id: h.remove("u").unwrap_or_default(),
                 created_at: h.get("c").and_then(|c| c.parse().ok()).unwrap_or(0),
-                route: Some(h.remove("r").unwrap_or_else(|| Route::Sse.as_str().into())),
+                route: h.remove("r").map_or(Some(Route::Sse), |r| Route::parse(&r)),
                 status,
                 deliveries,
             }))

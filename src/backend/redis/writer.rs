@@ -11,7 +11,8 @@ use fred::types::{ClusterHash, CustomCommand, Expiration, SetOptions, Value};
 use tokio::sync::mpsc;
 
 use super::keys::{Keys, UPDATE};
-use crate::backend::ledger::{sse_field, LedgerConfig, Status};
+use crate::backend::ledger::LedgerConfig;
+use crate::backend::record::{field, DeliveryChannel, Status};
 use crate::metrics::Metrics;
 use crate::notification::SharedNotification;
 use crate::time::unix_millis;
@@ -104,23 +105,17 @@ async fn queue(
             // "Delivered" is a pending record with an sse:* field (see `record`): one HSET.
             // A notification that waited in a queue for half its record's life might find the
             // record gone: then only the script, which creates nothing, may touch it.
+            let sse = field(DeliveryChannel::Sse, device.as_deref().unwrap_or(""));
             let age_ms = unix_millis().saturating_sub(n.sent_at);
             if age_ms < cfg.retention_ms / 2 {
-                p.hset::<(), _, _>(
-                    keys.record(&n.id),
-                    (sse_field(device.as_deref()), "delivered"),
-                )
-                .await?;
+                p.hset::<(), _, _>(keys.record(&n.id), (sse, Status::Delivered.as_str()))
+                    .await?;
             } else {
                 eval_in(
                     p,
                     UPDATE,
                     vec![keys.record(&n.id)],
-                    vec![
-                        String::new(),
-                        sse_field(device.as_deref()),
-                        "delivered".to_string(),
-                    ],
+                    vec![String::new(), sse, Status::Delivered.as_str().to_string()],
                 )
                 .await?;
             }

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use http::StatusCode;
 use serde::Deserialize;
 
+use crate::metrics::Label;
 use crate::push::{InvalidReason, RetryReason};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,8 +50,8 @@ pub enum RequestResult {
     Invalid(InvalidReason),
 }
 
-impl RequestResult {
-    pub const ALL: [RequestResult; 11] = [
+impl Label for RequestResult {
+    const ALL: &'static [RequestResult] = &[
         RequestResult::Ok,
         RequestResult::Unregistered,
         RequestResult::Retry(RetryReason::QuotaExceeded),
@@ -64,7 +65,17 @@ impl RequestResult {
         RequestResult::Invalid(InvalidReason::Other),
     ];
 
-    pub fn as_str(self) -> &'static str {
+    fn index(self) -> usize {
+        match self {
+            RequestResult::Ok => 0,
+            RequestResult::Unregistered => 1,
+            RequestResult::Retry(reason) => 2 + reason as usize,
+            RequestResult::Unauthenticated => 6,
+            RequestResult::Invalid(reason) => 7 + reason as usize,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
         match self {
             RequestResult::Ok => "ok",
             RequestResult::Unregistered => "unregistered",
@@ -219,7 +230,11 @@ mod tests {
 
     #[test]
     fn request_results_are_the_metrics_labels() {
-        let labels = RequestResult::ALL.map(RequestResult::as_str);
+        let labels: Vec<&str> = RequestResult::ALL.iter().map(|r| r.as_str()).collect();
+        assert!(RequestResult::ALL
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.index() == i));
         assert_eq!(
             labels,
             [

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use futures::future::{BoxFuture, FutureExt};
 use yup_oauth2::authenticator::DefaultAuthenticator;
 
-use super::answer::{classify, parse_retry_after, Answer};
+use super::answer::{classify, parse_retry_after, Answer, RequestResult};
 use super::message::send_body;
 use crate::config::FcmConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{Counters, Metrics};
 use crate::notification::Notification;
 use crate::push::{Outcome, Provider, RetryReason};
 
@@ -41,6 +41,7 @@ pub struct FcmProvider {
     auth: DefaultAuthenticator,
     url: String,
     metrics: Arc<Metrics>,
+    results: Counters<RequestResult>,
 }
 
 impl FcmProvider {
@@ -69,6 +70,7 @@ impl FcmProvider {
             http: http.build()?,
             auth,
             url: format!("{endpoint}/v1/projects/{}/messages:send", cfg.project_id),
+            results: metrics.fcm_results.counters(),
             metrics,
         })
     }
@@ -105,7 +107,7 @@ impl FcmProvider {
     /// One request; its answer is counted.
     async fn request(&self, body: bytes::Bytes, force_refresh: bool) -> Answer {
         let answer = self.attempt(body, force_refresh).await;
-        self.metrics.fcm_result(answer.result().as_str());
+        self.results.inc(answer.result());
         answer
     }
 
