@@ -1,7 +1,8 @@
-//! The routing decision, and the only place that chooses SSE or FCM: publish to the user's
+//! The routing decision, and the only place that chooses SSE or push: publish to the user's
 //! channel; if some node received it, the route is `sse`; otherwise the user's registered
-//! devices get it through FCM (`fcm`), or nobody can (`none`). Notifications that reached a
-//! node whose stream had just gone come back here through the fallback channel.
+//! devices get it through the push sender (route `fcm`), or nobody can (`none`).
+//! Notifications that reached a node whose stream had just gone come back here through the
+//! fallback channel.
 
 use std::sync::Arc;
 

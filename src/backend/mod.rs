@@ -31,7 +31,7 @@ pub enum BackendError {
     /// The engine could not be reached at start: the node does not start.
     #[error("{error} (broker.redis_url = {url})")]
     Connect {
-        /// Shown by [`shown_url`].
+        /// As `shown_url` shows it.
         url: String,
         error: Box<BackendError>,
     },

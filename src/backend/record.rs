@@ -267,7 +267,9 @@ mod tests {
     fn routes_are_the_metrics_and_api_labels() {
         let labels: Vec<&str> = Route::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(labels, ["sse", "fcm", "none"]);
-        assert!(Route::ALL.iter().all(|r| Route::parse(r.as_str()) == Some(*r)));
+        assert!(Route::ALL
+            .iter()
+            .all(|r| Route::parse(r.as_str()) == Some(*r)));
         assert_eq!(serde_json::to_value(Route::None).unwrap(), "none");
     }
 
