@@ -77,8 +77,9 @@ impl SenderConfig {
     }
 }
 
+/// Where the router hands the sends of notifications that no stream takes.
 pub struct Sender {
-    /// `None` when no service account is configured: FCM is off.
+    /// `None` when no provider is configured: push is off.
     queue: Option<mpsc::Sender<Job>>,
     drain: CancellationToken,
     drained: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
