@@ -14,16 +14,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Auth;
-use crate::backend::broker::Broker;
-use crate::backend::memory::broker::MemoryBroker;
-use crate::backend::redis::RedisBroker;
-use crate::config::{BrokerKind, Config};
-use crate::backend::ledger::{LedgerConfig, SharedLedger};
-use crate::backend::memory::ledger::MemoryLedger;
-use crate::backend::redis::ledger::RedisLedger;
-use crate::push::sender::{FcmSender, FcmSetupError};
+use crate::backend::{Backend, BackendError};
+use crate::config::Config;
 use crate::http::{routes, AppState};
 use crate::metrics::Metrics;
+use crate::push::{self, Sender};
 use crate::redact::{redact_secrets, redact_url};
 use crate::router::NotificationRouter;
 use crate::store::Store;
@@ -40,10 +35,10 @@ pub enum BuildError {
     #[error("{0}")]
     Store(String),
     #[error(transparent)]
-    Fcm(#[from] FcmSetupError),
+    Push(#[from] push::SetupError),
     /// Already redacted: no password of `broker.redis_url` in it.
     #[error("broker: {0}")]
-    Broker(String),
+    Backend(#[from] BackendError),
 }
 
 /// A failure to reach the service at `url`, for the operator: the URL without its secrets,
@@ -59,7 +54,7 @@ fn unreachable(key: &str, url: &str, e: impl std::fmt::Display) -> String {
 pub struct App {
     state: AppState,
     listener: TcpListener,
-    fcm: Arc<FcmSender>,
+    push: Arc<Sender>,
     fallback: mpsc::UnboundedReceiver<Fallback>,
 }
 
@@ -79,53 +74,12 @@ impl App {
             .await
             .map_err(|e| BuildError::Store(unreachable("store.url", &config.store.url, e)))?
             .limit_devices_per_user(config.devices.max_per_user);
-        let ledger_cfg = LedgerConfig {
-            ack_timeout_ms: config.delivery.ack_timeout_ms,
-            retention_ms: config.delivery.record_retention_secs * 1000,
-            replay_window_ms: config.delivery.replay_window_secs * 1000,
-            replay_capacity: config.delivery.replay_capacity,
-            max_records: config.delivery.max_records_in_memory,
-            max_idempotency_keys: config.delivery.max_idempotency_keys,
-        };
-        let (broker, ledger): (Arc<dyn Broker>, SharedLedger) = match config.broker.kind {
-            BrokerKind::Memory => (
-                Arc::new(MemoryBroker::new()),
-                Arc::new(MemoryLedger::new(ledger_cfg, metrics.clone())),
-            ),
-            BrokerKind::Redis => {
-                let broker = RedisBroker::connect(&config.broker, node_id.clone(), metrics.clone())
-                    .await
-                    .map_err(|e| {
-                        BuildError::Broker(unreachable(
-                            "broker.redis_url",
-                            &config.broker.redis_url,
-                            e,
-                        ))
-                    })?;
-                let clustered = config.broker.redis_url.contains("-cluster://");
-                let ledger = RedisLedger::start(
-                    broker.publisher(),
-                    !clustered,
-                    &config.broker.namespace,
-                    ledger_cfg,
-                    metrics.clone(),
-                );
-                (Arc::new(broker), Arc::new(ledger))
-            }
-        };
+        let Backend { broker, ledger } =
+            Backend::connect(&config, node_id.clone(), metrics.clone()).await?;
         // Both answered to get here; each /readyz updates it from now on.
         metrics.ready.set(1);
-        let fcm = if config.fcm_enabled() {
-            Arc::new(
-                FcmSender::start(&config.fcm, store.clone(), ledger.clone(), metrics.clone())
-                    .await?,
-            )
-        } else {
-            tracing::warn!(
-                "FCM is disabled (fcm.service_account is empty): notifications for offline users answer route \"none\""
-            );
-            Arc::new(FcmSender::disabled(metrics.clone()))
-        };
+        let push =
+            Arc::new(push::start(&config, store.clone(), ledger.clone(), metrics.clone()).await?);
         let (fallback_tx, fallback) = mpsc::unbounded_channel();
         let hub = Hub::new(
             HubConfig {
@@ -144,7 +98,7 @@ impl App {
             broker.clone(),
             ledger,
             store.clone(),
-            fcm.clone(),
+            push.clone(),
             metrics.clone(),
         ));
         let addr = config.listen_addr();
@@ -163,7 +117,7 @@ impl App {
         Ok(App {
             state,
             listener,
-            fcm,
+            push,
             fallback,
         })
     }
@@ -183,7 +137,7 @@ impl App {
         let App {
             state,
             listener,
-            fcm,
+            push,
             fallback,
         } = self;
         let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
@@ -245,7 +199,7 @@ impl App {
         fallback_stop.cancel();
         let _ = tokio::time::timeout_at(deadline, fallback_task).await;
         let _ = tokio::time::timeout_at(deadline, state.broker.shutdown()).await;
-        fcm.drain(deadline.saturating_duration_since(Instant::now()))
+        push.drain(deadline.saturating_duration_since(Instant::now()))
             .await;
         background.cancel();
         let _ = heartbeat.await;

@@ -8,11 +8,15 @@
 //! - [`server`]: the accept loop (hyper connections, graceful shutdown).
 //! - [`http`]: the HTTP API: client streams and devices, producer API, operations.
 //! - [`auth`]: client JWTs and producer keys.
+//! - [`router`]: the routing decision (SSE or push) and the fallback path.
 //! - [`streams`]: the node's live streams, their bounded queues, and the SSE response body.
-//! - [`broker`]: presence and cross-node delivery (`Broker` trait; memory implementation).
-//! - [`delivery`]: confirmed delivery: records, ack deadlines, replay buffers, idempotency.
-//! - [`router`]: the routing decision (SSE or FCM) and the fallback path.
-//! - [`fcm`]: the FCM HTTP v1 sender (OAuth, HTTP/2, retries, answer mapping).
+//! - [`push`]: how notifications reach devices without a stream: the `Provider` trait (one
+//!   attempt, a typed outcome), the sender (queue, in-flight bound, retries, token pruning),
+//!   and `push/fcm/` (FCM HTTP v1). A new provider (APNs, Web Push) goes in `push/<provider>/`.
+//! - [`backend`]: where notifications travel between nodes: the `Broker` (presence,
+//!   cross-node delivery) and the `Ledger` (records, ack deadlines, replay buffers,
+//!   idempotency), in `backend/memory/` (one node) or `backend/redis/` (several), chosen by
+//!   `Backend::connect`. A new engine (NATS, say) goes in `backend/<engine>/`.
 //! - [`store`]: the device registry over sqlx (SQLite, PostgreSQL).
 //! - [`notification`]: producer requests, validation, the accepted forms and their SSE frames.
 //! - [`metrics`]: every metric name in one place.

@@ -1,6 +1,8 @@
 //! Every metric name in one place (API.md §4), with the label values resolved once so the hot
 //! paths only touch atomics.
 
+use std::marker::PhantomData;
+
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -8,6 +10,63 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 type Labels = [(&'static str, &'static str); 1];
+
+/// A label whose values are the variants of an enum, owned by the module that decides them
+/// (`backend::Route`, `streams::FallbackReason`, …): metrics does not need to know them, and
+/// no label is written out as a string by one module for another to match.
+pub trait Label: Copy + 'static {
+    /// Every value, each at its [`Label::index`].
+    const ALL: &'static [Self];
+    fn index(self) -> usize;
+    /// The value as the metrics contract spells it.
+    fn as_str(self) -> &'static str;
+}
+
+/// A counter family with one label, registered under its contract name by [`Metrics::new`];
+/// the module that owns the label's enum resolves its [`Counters`] once.
+#[derive(Clone)]
+pub struct LabelFamily {
+    family: Family<Labels, Counter>,
+    label: &'static str,
+}
+
+impl LabelFamily {
+    fn register(r: &mut Registry, name: &str, help: &str, label: &'static str) -> LabelFamily {
+        LabelFamily {
+            family: family(r, name, help),
+            label,
+        }
+    }
+
+    /// One counter per value of `L`, created now: every series shows from the start, at 0.
+    pub fn counters<L: Label>(&self) -> Counters<L> {
+        let by_value = L::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, value)| {
+                debug_assert_eq!(value.index(), i, "{} is not at its index", value.as_str());
+                self.family
+                    .get_or_create_owned(&[(self.label, value.as_str())])
+            })
+            .collect();
+        Counters {
+            by_value,
+            values: PhantomData,
+        }
+    }
+}
+
+/// The counters of a [`LabelFamily`], one per value of `L`: counting is one atomic add.
+pub struct Counters<L> {
+    by_value: Box<[Counter]>,
+    values: PhantomData<fn(L)>,
+}
+
+impl<L: Label> Counters<L> {
+    pub fn inc(&self, value: L) {
+        self.by_value[value.index()].inc();
+    }
+}
 
 /// Why a stream ended (`switchboard_sse_disconnects_total{reason}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,65 +123,29 @@ impl Dependency {
     }
 }
 
-/// The routing decision reported to producers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Route {
-    Sse,
-    Fcm,
-    None,
-}
-
-impl Route {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Route::Sse => "sse",
-            Route::Fcm => "fcm",
-            Route::None => "none",
-        }
-    }
-}
-
-/// FCM answers, as `switchboard_fcm_requests_total{result}` labels.
-pub const FCM_RESULTS: [&str; 11] = [
-    "ok",
-    "unregistered",
-    "invalid_argument",
-    "sender_id_mismatch",
-    "quota_exceeded",
-    "unavailable",
-    "internal",
-    "third_party_auth_error",
-    "unauthenticated",
-    "transport_error",
-    "other",
-];
-
-/// `switchboard_acks_total{result}` labels.
-pub const ACK_RESULTS: [&str; 4] = ["acked", "late", "unknown", "foreign"];
-
-/// Why a notification bound for a stream went to FCM instead.
-pub const FALLBACK_REASONS: [&str; 3] = ["stream_gone", "stream_closed", "broker_unavailable"];
-
 pub struct Metrics {
     registry: Registry,
     pub sse_connections: Gauge,
     disconnects: [Counter; 6],
-    routes: [Counter; 3],
+    /// `route`: `backend::Route`, counted by the router.
+    pub routes: LabelFamily,
     pub delivery_latency: Histogram,
-    fcm_results: Vec<Counter>,
+    /// `result`: `push::fcm::RequestResult`, counted by the FCM provider.
+    pub fcm_results: LabelFamily,
     pub fcm_latency: Histogram,
     pub fcm_accepted: Counter,
     pub fcm_failed: Counter,
     pub fcm_tokens_pruned: Counter,
     pub fcm_queue_depth: Gauge,
-    fallbacks: Vec<Counter>,
+    /// `reason`: `streams::FallbackReason`, counted by the hub.
+    pub fallbacks: LabelFamily,
     pub broadcasts: Counter,
     pub broadcast_deliveries: Counter,
     pub broker_errors: Counter,
     pub broker_messages_lost: Counter,
     pub overloaded: Counter,
-    acks: [Counter; 4],
+    /// `result`: `backend::AckResult`, counted by the router.
+    pub acks: LabelFamily,
     pub ack_timeouts: Counter,
     replays: [Counter; 2],
     pub replayed: Counter,
@@ -163,28 +186,24 @@ impl Metrics {
         );
         let disconnects =
             DisconnectReason::ALL.map(|d| f.get_or_create_owned(&[("reason", d.as_str())]));
-        let f = family(
+        let routes = LabelFamily::register(
             &mut r,
             "switchboard_notifications",
             "Accepted notifications, by route",
+            "route",
         );
-        let routes = [Route::Sse, Route::Fcm, Route::None]
-            .map(|x| f.get_or_create_owned(&[("route", x.as_str())]));
         let delivery_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
         r.register(
             "switchboard_delivery_latency_seconds",
             "Notification accept to written to a stream",
             delivery_latency.clone(),
         );
-        let f = family(
+        let fcm_results = LabelFamily::register(
             &mut r,
             "switchboard_fcm_requests",
             "FCM send requests, by answer",
+            "result",
         );
-        let fcm_results = FCM_RESULTS
-            .iter()
-            .map(|x| f.get_or_create_owned(&[("result", x)]))
-            .collect();
         let fcm_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         r.register(
             "switchboard_fcm_latency_seconds",
@@ -210,15 +229,12 @@ impl Metrics {
             "FCM sends waiting for a slot",
             fcm_queue_depth.clone(),
         );
-        let f = family(
+        let fallbacks = LabelFamily::register(
             &mut r,
             "switchboard_fallbacks",
             "Notifications routed to a stream that went to FCM instead, by reason",
+            "reason",
         );
-        let fallbacks = FALLBACK_REASONS
-            .iter()
-            .map(|x| f.get_or_create_owned(&[("reason", x)]))
-            .collect();
         let broadcasts = Counter::default();
         r.register(
             "switchboard_broadcasts",
@@ -249,12 +265,12 @@ impl Metrics {
             "Requests refused with 503 for overload",
             overloaded.clone(),
         );
-        let f = family(
+        let acks = LabelFamily::register(
             &mut r,
             "switchboard_acks",
             "Acknowledged notification ids, by result (late: the ack timeout had already sent it to FCM)",
+            "result",
         );
-        let acks = ACK_RESULTS.map(|x| f.get_or_create_owned(&[("result", x)]));
         let ack_timeouts = Counter::default();
         r.register(
             "switchboard_ack_timeouts",
@@ -345,12 +361,6 @@ impl Metrics {
         self.readiness_failures[component as usize].inc();
     }
 
-    pub fn ack(&self, result: &str) {
-        if let Some(i) = ACK_RESULTS.iter().position(|r| *r == result) {
-            self.acks[i].inc();
-        }
-    }
-
     pub fn replay(&self, reset: bool) {
         self.replays[usize::from(reset)].inc();
     }
@@ -361,25 +371,6 @@ impl Metrics {
             .position(|r| *r == reason)
             .unwrap_or(0);
         self.disconnects[i].inc();
-    }
-
-    pub fn route(&self, route: Route) {
-        self.routes[route as usize].inc();
-    }
-
-    /// Counts one FCM answer; unknown codes count as `other`.
-    pub fn fcm_result(&self, result: &str) {
-        let i = FCM_RESULTS
-            .iter()
-            .position(|r| *r == result)
-            .unwrap_or(FCM_RESULTS.len() - 1);
-        self.fcm_results[i].inc();
-    }
-
-    pub fn fallback(&self, reason: &str) {
-        if let Some(i) = FALLBACK_REASONS.iter().position(|r| *r == reason) {
-            self.fallbacks[i].inc();
-        }
     }
 
     /// Prometheus text exposition.
@@ -395,22 +386,41 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Answer {
+        Yes,
+        No,
+    }
+
+    impl Label for Answer {
+        const ALL: &'static [Answer] = &[Answer::Yes, Answer::No];
+
+        fn index(self) -> usize {
+            self as usize
+        }
+
+        fn as_str(self) -> &'static str {
+            match self {
+                Answer::Yes => "yes",
+                Answer::No => "no",
+            }
+        }
+    }
+
     #[test]
     fn renders_the_contract_names() {
         let m = Metrics::new();
         m.disconnect(DisconnectReason::Replaced);
-        m.route(Route::Fcm);
-        m.fcm_result("unregistered");
-        m.fcm_result("something_new");
+        let acks = m.acks.counters::<Answer>();
+        acks.inc(Answer::No);
         let text = m.render();
         for needle in [
             "switchboard_sse_connections ",
             "switchboard_sse_disconnects_total{reason=\"replaced\"} 1",
-            "switchboard_notifications_total{route=\"fcm\"} 1",
             "switchboard_delivery_latency_seconds_bucket",
-            "switchboard_fcm_requests_total{result=\"unregistered\"} 1",
-            "switchboard_fcm_requests_total{result=\"other\"} 1",
             "switchboard_fcm_latency_seconds_count",
+            "switchboard_acks_total{result=\"no\"} 1",
+            "switchboard_acks_total{result=\"yes\"} 0",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -1,25 +1,25 @@
-//! The routing decision, and the only place that chooses SSE or FCM: publish to the user's
+//! The routing decision, and the only place that chooses SSE or push: publish to the user's
 //! channel; if some node received it, the route is `sse`; otherwise the user's registered
-//! devices get it through FCM (`fcm`), or nobody can (`none`). Notifications that reached a
-//! node whose stream had just gone come back here through the fallback channel.
+//! devices get it through the push sender (route `fcm`), or nobody can (`none`).
+//! Notifications that reached a node whose stream had just gone come back here through the
+//! fallback channel.
 
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::broker::{Broker, BrokerError};
-use crate::backend::ledger::{Owner, SharedLedger, Status, Take};
-use crate::push::sender::{Batch, FcmSender, Job, Overloaded};
-use crate::metrics::{Metrics, Route};
+use crate::backend::{AckResult, BackendError, Broker, Owner, Route, SharedLedger, Status, Take};
+use crate::metrics::{Counters, Label, Metrics};
 use crate::notification::{SharedBroadcast, SharedNotification};
+use crate::push::{Batch, Job, Overloaded, Sender};
 use crate::store::{Store, StoreError};
-use crate::streams::Fallback;
+use crate::streams::{Fallback, FallbackReason};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
     #[error(transparent)]
-    Broker(#[from] BrokerError),
+    Broker(#[from] BackendError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -30,8 +30,10 @@ pub struct NotificationRouter {
     broker: Arc<dyn Broker>,
     ledger: SharedLedger,
     store: Store,
-    fcm: Arc<FcmSender>,
+    push: Arc<Sender>,
     metrics: Arc<Metrics>,
+    routes: Counters<Route>,
+    acks: Counters<AckResult>,
 }
 
 impl NotificationRouter {
@@ -39,20 +41,29 @@ impl NotificationRouter {
         broker: Arc<dyn Broker>,
         ledger: SharedLedger,
         store: Store,
-        fcm: Arc<FcmSender>,
+        push: Arc<Sender>,
         metrics: Arc<Metrics>,
     ) -> NotificationRouter {
         NotificationRouter {
             broker,
             ledger,
             store,
-            fcm,
+            push,
+            routes: metrics.routes.counters(),
+            acks: metrics.acks.counters(),
             metrics,
         }
     }
 
     pub fn ledger(&self) -> &SharedLedger {
         &self.ledger
+    }
+
+    /// The user confirms receipt of notification `id` (counted by what the ledger found).
+    pub async fn ack(&self, user: &str, id: &str) -> Result<AckResult, BackendError> {
+        let result = self.ledger.ack(user, id).await?;
+        self.acks.inc(result);
+        Ok(result)
     }
 
     /// Routes one accepted notification from `owner`: its record and token first (so that it
@@ -103,13 +114,13 @@ impl NotificationRouter {
             }
         };
         self.ledger.routed(&n.id, route);
-        self.metrics.route(route);
+        self.routes.inc(route);
         Ok(route)
     }
 
     /// The notify is refused (503): whatever part of its record and token still reaches the
     /// ledger must never count.
-    fn refused(&self, n: &SharedNotification, e: BrokerError) -> RouteError {
+    fn refused(&self, n: &SharedNotification, e: BackendError) -> RouteError {
         self.metrics.broker_errors.inc();
         self.ledger.forget(&n.id);
         e.into()
@@ -124,7 +135,7 @@ impl NotificationRouter {
         n: &SharedNotification,
         refuse_when_full: bool,
     ) -> Result<Route, RouteError> {
-        let devices = if self.fcm.enabled() {
+        let devices = if self.push.enabled() {
             self.store.devices_for_user(&n.user_id).await?
         } else {
             Vec::new()
@@ -144,11 +155,11 @@ impl NotificationRouter {
             })
             .collect();
         if refuse_when_full {
-            self.fcm.try_enqueue(jobs).inspect_err(|_| {
+            self.push.try_enqueue(jobs).inspect_err(|_| {
                 self.metrics.overloaded.inc();
             })?;
         } else {
-            self.fcm.enqueue(jobs).await;
+            self.push.enqueue(jobs).await;
         }
         Ok(Route::Fcm)
     }
@@ -189,7 +200,7 @@ impl NotificationRouter {
 
     /// A stream could not take a notification: whoever holds its token decides; if that is
     /// nobody else, it goes to FCM now.
-    async fn fall_back(&self, n: SharedNotification, reason: &'static str) {
+    async fn fall_back(&self, n: SharedNotification, reason: FallbackReason) {
         let take = match self.ledger.take(&n.id).await {
             Ok(t) => t,
             Err(e) => {
@@ -203,7 +214,7 @@ impl NotificationRouter {
         if take != Take::Taken {
             return;
         }
-        tracing::debug!(notification_id = %n.id, reason, "falling back to FCM");
+        tracing::debug!(notification_id = %n.id, reason = reason.as_str(), "falling back to FCM");
         if let Err(e) = self.offline(&n, false).await {
             tracing::error!(notification_id = %n.id, error = %e, "fallback failed");
         }

@@ -19,7 +19,7 @@ async fn register_replace_list_delete(s: &Store) {
     let list = s.devices_for_user("u1").await.unwrap();
     assert_eq!(list.len(), 2);
     assert_eq!(
-        (list[0].device_id.as_str(), list[0].fcm_token.as_str()),
+        (list[0].device_id.as_str(), list[0].token.as_str()),
         ("phone", "tok-b")
     );
     assert_eq!(list[1].platform, Platform::Web);

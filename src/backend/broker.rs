@@ -2,13 +2,15 @@
 //! while it holds at least one of that user's streams, so "is the user online?" and "deliver it"
 //! are one publish whose receiver count is the routing decision.
 //!
-//! Implementations: [`memory::MemoryBroker`] (one node) and, in multi-node mode, Redis.
+//! Implementations: [`MemoryBroker`](super::memory::MemoryBroker) (one node) and
+//! [`RedisBroker`](super::redis::RedisBroker) (several).
 
 use std::sync::{Arc, Weak};
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use super::BackendFuture;
 use crate::notification::{SharedBroadcast, SharedNotification};
 
 /// A broker channel: one per user (unicast) and one per topic (broadcast).
@@ -27,14 +29,6 @@ pub struct Connection {
     pub connected_at: u64,
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum BrokerError {
-    #[error("broker unavailable: {0}")]
-    Unavailable(String),
-}
-
-pub type BrokerFuture<T> = BoxFuture<'static, Result<T, BrokerError>>;
-
 /// Where a broker hands the messages that reach this node (the local stream hub).
 pub trait Inbound: Send + Sync {
     /// A notification for `user`. Returns whether a local stream took it. With `remote`, the
@@ -51,19 +45,19 @@ pub trait Broker: Send + Sync {
     /// Connects the broker to the hub that receives its messages (done once, at build).
     fn attach(&self, inbound: Weak<dyn Inbound>);
     /// Publishes to the user's channel; resolves to the number of nodes that received it.
-    fn publish_user(&self, notification: SharedNotification) -> BrokerFuture<u64>;
+    fn publish_user(&self, notification: SharedNotification) -> BackendFuture<u64>;
     /// Publishes to a topic's channel; resolves to the number of nodes that received it.
-    fn publish_topic(&self, broadcast: SharedBroadcast) -> BrokerFuture<u64>;
+    fn publish_topic(&self, broadcast: SharedBroadcast) -> BackendFuture<u64>;
     /// Starts receiving a channel. Called in order with `unsubscribe` for the same channel (the
     /// hub calls both under its per-user lock), and the order is kept on the wire.
-    fn subscribe(&self, channel: Channel) -> BrokerFuture<()>;
+    fn subscribe(&self, channel: Channel) -> BackendFuture<()>;
     fn unsubscribe(&self, channel: Channel);
     /// Records (or with `None`, removes) the readable presence entry of one stream.
     fn set_presence(&self, user: &Arc<str>, stream_id: u64, connection: Option<Connection>);
     /// Every live stream of `user`, on every node.
-    fn presence(&self, user: &str) -> BrokerFuture<Vec<Connection>>;
+    fn presence(&self, user: &str) -> BackendFuture<Vec<Connection>>;
     /// Answers when the broker is reachable (`/readyz`).
-    fn ping(&self) -> BrokerFuture<()>;
+    fn ping(&self) -> BackendFuture<()>;
     /// Writes what is pending and withdraws this node (after its streams have closed).
     fn shutdown(&self) -> BoxFuture<'static, ()>;
 }

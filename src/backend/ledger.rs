@@ -16,16 +16,16 @@
 //!
 //! The ledger also keeps each user's **replay buffer** (what streams wrote, for `Last-Event-ID`)
 //! and the producers' **idempotency keys**. A record is readable only by the producer that
-//! created it (its [`Owner`]). [`memory::MemoryLedger`] serves one node;
-//! [`redis::RedisLedger`] many.
+//! created it (its [`Owner`]). [`MemoryLedger`](super::memory::MemoryLedger) serves one node;
+//! [`RedisLedger`](super::redis::RedisLedger) many.
 
 use std::sync::Arc;
 
-use serde::Serialize;
-
+use super::record::{Delivery, RawRecord, Route, Status};
+use super::BackendFuture;
 use crate::auth::ProducerId;
-use crate::backend::broker::BrokerFuture;
-use crate::metrics::Route;
+use crate::config::DeliveryConfig;
+use crate::metrics::Label;
 use crate::notification::SharedNotification;
 
 /// How long an idempotency key is remembered (API.md: 24 h).
@@ -60,60 +60,16 @@ pub struct Owner<'a> {
     pub name: &'a str,
 }
 
-/// A notification's lifecycle (API.md §3). `pending` and `delivered` can still change; the
-/// others are final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Pending,
-    Delivered,
-    Acked,
-    FcmAccepted,
-    FcmFailed,
-    Expired,
-}
-
-impl Status {
-    pub const ALL: [Status; 6] = [
-        Status::Pending,
-        Status::Delivered,
-        Status::Acked,
-        Status::FcmAccepted,
-        Status::FcmFailed,
-        Status::Expired,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Delivered => "delivered",
-            Status::Acked => "acked",
-            Status::FcmAccepted => "fcm_accepted",
-            Status::FcmFailed => "fcm_failed",
-            Status::Expired => "expired",
+impl LedgerConfig {
+    pub fn new(cfg: &DeliveryConfig) -> LedgerConfig {
+        LedgerConfig {
+            ack_timeout_ms: cfg.ack_timeout_ms,
+            retention_ms: cfg.record_retention_secs * 1000,
+            replay_window_ms: cfg.replay_window_secs * 1000,
+            replay_capacity: cfg.replay_capacity,
+            max_records: cfg.max_records_in_memory,
+            max_idempotency_keys: cfg.max_idempotency_keys,
         }
-    }
-
-    pub fn parse(s: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|x| x.as_str() == s)
-    }
-
-    /// Statuses only move up: a final status is never replaced.
-    pub fn rank(self) -> u8 {
-        match self {
-            Status::Pending => 0,
-            Status::Delivered => 1,
-            _ => 2,
-        }
-    }
-
-    pub fn is_final(self) -> bool {
-        self.rank() == 2
-    }
-
-    /// Went (or is going) out through FCM.
-    pub fn is_fcm(self) -> bool {
-        matches!(self, Status::FcmAccepted | Status::FcmFailed)
     }
 }
 
@@ -145,6 +101,7 @@ pub enum IdemBegin {
     InFlight,
 }
 
+/// What an ack found (the `switchboard_acks_total{result}` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckResult {
     Acked,
@@ -155,8 +112,19 @@ pub enum AckResult {
     Foreign,
 }
 
-impl AckResult {
-    pub fn as_str(self) -> &'static str {
+impl Label for AckResult {
+    const ALL: &'static [AckResult] = &[
+        AckResult::Acked,
+        AckResult::Late,
+        AckResult::Unknown,
+        AckResult::Foreign,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn as_str(self) -> &'static str {
         match self {
             AckResult::Acked => "acked",
             AckResult::Late => "late",
@@ -164,90 +132,6 @@ impl AckResult {
             AckResult::Foreign => "foreign",
         }
     }
-}
-
-/// A record as both ledgers store it.
-#[derive(Debug, Clone)]
-pub struct RawRecord {
-    pub id: String,
-    pub user_id: String,
-    pub created_at: u64,
-    pub route: Option<String>,
-    pub status: Status,
-    /// `(channel:device, status[:error])`, e.g. `("sse:phone", "delivered")`,
-    /// `("fcm:tablet", "fcm_failed:unregistered")`.
-    pub deliveries: Vec<(String, String)>,
-}
-
-/// `GET /v1/notifications/{id}`.
-#[derive(Debug, Serialize)]
-pub struct RecordView {
-    pub id: String,
-    pub user_id: String,
-    pub route: Option<String>,
-    pub status: Status,
-    pub created_at: u64,
-    pub deliveries: Vec<DeliveryView>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct DeliveryView {
-    pub device_id: Option<String>,
-    pub channel: &'static str,
-    pub status: String,
-    pub error: Option<String>,
-}
-
-impl RawRecord {
-    pub fn view(self) -> RecordView {
-        let mut deliveries: Vec<DeliveryView> = self
-            .deliveries
-            .into_iter()
-            .filter_map(|(key, value)| {
-                let (channel, device) = key.split_once(':')?;
-                let channel = match channel {
-                    "sse" => "sse",
-                    "fcm" => "fcm",
-                    _ => return None,
-                };
-                let (status, error) = match value.split_once(':') {
-                    Some((s, e)) => (s.to_string(), Some(e.to_string())),
-                    None => (value, None),
-                };
-                // An ack confirms what the user's streams wrote.
-                let status = if channel == "sse" && self.status == Status::Acked {
-                    "acked".to_string()
-                } else {
-                    status
-                };
-                Some(DeliveryView {
-                    device_id: (!device.is_empty()).then(|| device.to_string()),
-                    channel,
-                    status,
-                    error,
-                })
-            })
-            .collect();
-        deliveries.sort_by(|a, b| (a.channel, &a.device_id).cmp(&(b.channel, &b.device_id)));
-        RecordView {
-            id: self.id,
-            user_id: self.user_id,
-            route: self.route,
-            status: self.status,
-            created_at: self.created_at,
-            deliveries,
-        }
-    }
-}
-
-/// The delivery field a stream's write records.
-pub fn sse_field(device: Option<&str>) -> String {
-    format!("sse:{}", device.unwrap_or(""))
-}
-
-/// The delivery field of one FCM send.
-pub fn fcm_field(device: &str) -> String {
-    format!("fcm:{device}")
 }
 
 /// Replay buffer entries after `last_id`, first occurrence of each id, in order. `None` when
@@ -268,7 +152,7 @@ pub fn after<T>(entries: Vec<(String, T)>, last_id: &str) -> Option<Vec<(String,
 pub trait Ledger: Send + Sync {
     /// Stores the record (`pending`, created by `owner`) and arms the token; resolves once both
     /// are stored, before the notification is published.
-    fn begin(&self, n: &SharedNotification, owner: Owner<'_>) -> BrokerFuture<()>;
+    fn begin(&self, n: &SharedNotification, owner: Owner<'_>) -> BackendFuture<()>;
     /// Whether what `begin` writes is stored before a publish issued right after it (without
     /// waiting for `begin`) is: true for the memory ledger and for a Redis ledger sharing the
     /// broker's connection to a single Redis; false on a Redis Cluster, where the record and
@@ -278,25 +162,25 @@ pub trait Ledger: Send + Sync {
     fn forget(&self, id: &str);
     /// The routing decision, for the record.
     fn routed(&self, id: &str, route: Route);
-    fn take(&self, id: &str) -> BrokerFuture<Take>;
+    fn take(&self, id: &str) -> BackendFuture<Take>;
     /// Raises the record's status (never lowers it); no-op for an unknown id.
     fn set_status(&self, id: &str, status: Status);
-    /// Records one channel's outcome (see [`RawRecord::deliveries`]).
-    fn set_delivery(&self, id: &str, field: String, value: String);
+    /// Records one channel's outcome for one device (replacing the one before).
+    fn set_delivery(&self, id: &str, delivery: Delivery);
     /// A stream wrote `n`: the record says `delivered`, the replay buffer keeps it, and a
     /// stream without acks takes the token (the write is the end of it).
     fn written(&self, n: &SharedNotification, device: Option<&str>, ack: bool);
     /// What `user`'s streams wrote after `last_id` and that is still undelivered or unacked,
     /// oldest first; `None` when `last_id` is unknown or older than the replay window.
-    fn replay(&self, user: &str, last_id: &str) -> BrokerFuture<Option<Vec<SharedNotification>>>;
+    fn replay(&self, user: &str, last_id: &str) -> BackendFuture<Option<Vec<SharedNotification>>>;
     /// Claims the notifications whose deadline passed (or whose claimer's lease ran out).
-    fn claim_due(&self) -> BrokerFuture<Vec<Due>>;
+    fn claim_due(&self) -> BackendFuture<Vec<Due>>;
     /// The claimed notification's outcome is settled: its token is gone for good.
     fn release(&self, id: &str);
-    fn ack(&self, user: &str, id: &str) -> BrokerFuture<AckResult>;
+    fn ack(&self, user: &str, id: &str) -> BackendFuture<AckResult>;
     /// The record, if `caller` created it: another producer's record reads as unknown.
-    fn record(&self, id: &str, caller: Owner<'_>) -> BrokerFuture<Option<RawRecord>>;
-    fn idem_begin(&self, scope: &str) -> BrokerFuture<IdemBegin>;
+    fn record(&self, id: &str, caller: Owner<'_>) -> BackendFuture<Option<RawRecord>>;
+    fn idem_begin(&self, scope: &str) -> BackendFuture<IdemBegin>;
     /// Stores the answer for the key, or with `None` frees the key (the request failed).
     fn idem_finish(&self, scope: &str, answer: Option<String>);
 }
@@ -306,6 +190,12 @@ pub type SharedLedger = Arc<dyn Ledger>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ack_results_are_the_metrics_labels() {
+        let labels: Vec<&str> = AckResult::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(labels, ["acked", "late", "unknown", "foreign"]);
+    }
 
     #[test]
     fn after_dedupes_and_finds_the_last_occurrence() {
@@ -322,27 +212,5 @@ mod tests {
             Some(vec!["b".into(), "c".into(), "d".into()])
         );
         assert_eq!(ids(after(e(&["a"]), "z")), None);
-    }
-
-    #[test]
-    fn statuses_only_move_up() {
-        assert!(Status::Delivered.rank() > Status::Pending.rank());
-        assert!(Status::Acked.is_final() && Status::Expired.is_final());
-        assert_eq!(Status::parse("fcm_accepted"), Some(Status::FcmAccepted));
-        let view = RawRecord {
-            id: "n".into(),
-            user_id: "u".into(),
-            created_at: 1,
-            route: Some("sse".into()),
-            status: Status::Acked,
-            deliveries: vec![
-                ("sse:phone".into(), "delivered".into()),
-                ("fcm:tab".into(), "fcm_failed:unregistered".into()),
-            ],
-        }
-        .view();
-        assert_eq!(view.deliveries[0].channel, "fcm");
-        assert_eq!(view.deliveries[0].error.as_deref(), Some("unregistered"));
-        assert_eq!(view.deliveries[1].status, "acked");
     }
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::extract::{owner, Client, JsonBody, Producer};
 use super::AppState;
-use crate::backend::ledger::{AckResult, RecordView};
+use crate::backend::{AckResult, RecordView};
 use crate::ids;
 
 /// Most ids in one ack.
@@ -43,12 +43,11 @@ pub async fn ack(
             "{bad:?} is not a notification id"
         )));
     }
-    let ledger = state.router.ledger();
+    let router = &state.router;
     let results =
-        futures::future::join_all(req.ids.iter().map(|id| ledger.ack(&claims.sub, id))).await;
+        futures::future::join_all(req.ids.iter().map(|id| router.ack(&claims.sub, id))).await;
     for r in results {
         let r = r.map_err(|e| ledger_unavailable(&state, e))?;
-        state.metrics.ack(r.as_str());
         if r == AckResult::Late {
             tracing::info!(user_id = %claims.sub, "ack after the ack timeout: the notification went through FCM too");
         }

@@ -19,7 +19,7 @@ use http::{header, HeaderName, Method};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::Auth;
-use crate::backend::broker::Broker;
+use crate::backend::Broker;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::router::NotificationRouter;

@@ -11,10 +11,8 @@ use super::error::ApiError;
 use super::extract::{owner, JsonBody, Producer};
 use super::AppState;
 use crate::auth::ProducerId;
-use crate::backend::broker::Connection;
-use crate::backend::ledger::IdemBegin;
+use crate::backend::{Connection, IdemBegin, Route};
 use crate::ids;
-use crate::metrics::Route;
 use crate::notification::{check_idempotency_key, BroadcastRequest, NotifyRequest};
 
 /// Most notifications in one batch.

@@ -1,7 +1,6 @@
-//! The FCM path: a bounded queue of (notification, device) sends, at most `max_in_flight` of
-//! them on the wire at once, each ending as accepted, failed, or a pruned token.
-
-pub use crate::push::fcm::client::{FcmClient, FcmSetupError, Outcome};
+//! The push path, whatever the provider: a bounded queue of (notification, device) sends, at
+//! most `max_in_flight` of them on the wire at once, each retried as `retry.rs` says and ending
+//! as accepted, failed, or a pruned token.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -10,8 +9,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::retry::{deliver, RetryPolicy};
+use super::{Outcome, Provider};
+use crate::backend::{Delivery, SharedLedger, Status};
 use crate::config::FcmConfig;
-use crate::backend::ledger::{fcm_field, SharedLedger, Status};
 use crate::metrics::Metrics;
 use crate::notification::SharedNotification;
 use crate::store::{Device, Store};
@@ -58,17 +59,36 @@ impl Batch {
 #[error("the FCM queue is full")]
 pub struct Overloaded;
 
-pub struct FcmSender {
-    /// `None` when no service account is configured: FCM is off.
+/// The sender's bounds and retry budget (the `fcm.*` keys).
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    pub queue_capacity: usize,
+    pub max_in_flight: usize,
+    pub retry: RetryPolicy,
+}
+
+impl SenderConfig {
+    pub fn new(cfg: &FcmConfig) -> SenderConfig {
+        SenderConfig {
+            queue_capacity: cfg.queue_capacity,
+            max_in_flight: cfg.max_in_flight,
+            retry: RetryPolicy::new(cfg),
+        }
+    }
+}
+
+/// Where the router hands the sends of notifications that no stream takes.
+pub struct Sender {
+    /// `None` when no provider is configured: push is off.
     queue: Option<mpsc::Sender<Job>>,
     drain: CancellationToken,
     drained: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     metrics: Arc<Metrics>,
 }
 
-impl FcmSender {
-    pub fn disabled(metrics: Arc<Metrics>) -> FcmSender {
-        FcmSender {
+impl Sender {
+    pub fn disabled(metrics: Arc<Metrics>) -> Sender {
+        Sender {
             queue: None,
             drain: CancellationToken::new(),
             drained: tokio::sync::Mutex::new(None),
@@ -76,34 +96,35 @@ impl FcmSender {
         }
     }
 
-    /// Builds the client (reading the key, fetching a first token) and starts the dispatcher.
-    pub async fn start(
-        cfg: &FcmConfig,
+    /// Starts the dispatcher that sends through `provider`.
+    pub fn start(
+        provider: Arc<dyn Provider>,
+        cfg: SenderConfig,
         store: Store,
         ledger: SharedLedger,
         metrics: Arc<Metrics>,
-    ) -> Result<FcmSender, FcmSetupError> {
-        let client = Arc::new(FcmClient::new(cfg, metrics.clone()).await?);
-        if let Err(e) = client.check_token().await {
-            tracing::warn!(error = %e, "FCM: no OAuth token yet; sends will retry it");
-        }
+    ) -> Sender {
         let (tx, rx) = mpsc::channel(cfg.queue_capacity);
         let drain = CancellationToken::new();
         let dispatcher = Dispatcher {
-            client,
-            store,
-            ledger,
+            send: Arc::new(SendContext {
+                provider,
+                retry: cfg.retry,
+                store,
+                ledger,
+                metrics: metrics.clone(),
+            }),
             metrics: metrics.clone(),
             slots: Arc::new(Semaphore::new(cfg.max_in_flight)),
             max_in_flight: cfg.max_in_flight as u32,
         };
         let handle = tokio::spawn(dispatcher.run(rx, drain.clone()));
-        Ok(FcmSender {
+        Sender {
             queue: Some(tx),
             drain,
             drained: tokio::sync::Mutex::new(Some(handle)),
             metrics,
-        })
+        }
     }
 
     pub fn enabled(&self) -> bool {
@@ -147,12 +168,19 @@ impl FcmSender {
 }
 
 struct Dispatcher {
-    client: Arc<FcmClient>,
-    store: Store,
-    ledger: SharedLedger,
+    send: Arc<SendContext>,
     metrics: Arc<Metrics>,
     slots: Arc<Semaphore>,
     max_in_flight: u32,
+}
+
+/// What one send needs, shared by all of them.
+struct SendContext {
+    provider: Arc<dyn Provider>,
+    retry: RetryPolicy,
+    store: Store,
+    ledger: SharedLedger,
+    metrics: Arc<Metrics>,
 }
 
 impl Dispatcher {
@@ -174,12 +202,9 @@ impl Dispatcher {
                 break;
             };
             self.metrics.fcm_queue_depth.dec();
-            let client = self.client.clone();
-            let store = self.store.clone();
-            let ledger = self.ledger.clone();
-            let metrics = self.metrics.clone();
+            let send = self.send.clone();
             tokio::spawn(async move {
-                send_one(&client, &store, &ledger, &metrics, job).await;
+                send.send_one(job).await;
                 drop(slot);
             });
         }
@@ -188,46 +213,147 @@ impl Dispatcher {
     }
 }
 
-async fn send_one(
-    client: &FcmClient,
-    store: &Store,
-    ledger: &SharedLedger,
-    metrics: &Metrics,
-    job: Job,
-) {
-    let token = &job.device.fcm_token;
-    let outcome = client.deliver(&job.notification, token).await;
-    let id = &job.notification.id;
-    let (accepted, value) = match outcome {
-        Outcome::Accepted => (true, Status::FcmAccepted.as_str().to_string()),
-        Outcome::Unregistered => (false, "fcm_failed:unregistered".to_string()),
-        Outcome::Failed(code) => (false, format!("fcm_failed:{code}")),
-    };
-    ledger.set_delivery(id, fcm_field(&job.device.device_id), value);
-    if let Some(status) = job.batch.finish(accepted) {
-        ledger.set_status(id, status);
-        ledger.release(id);
-    }
-    match outcome {
-        Outcome::Accepted => {
-            metrics.fcm_accepted.inc();
+impl SendContext {
+    async fn send_one(&self, job: Job) {
+        let token = &job.device.token;
+        let outcome = deliver(&*self.provider, &self.retry, &job.notification, token).await;
+        let id = &job.notification.id;
+        let accepted = outcome == Outcome::Accepted;
+        let delivery = Delivery::push(&job.device.device_id, outcome.error());
+        self.ledger.set_delivery(id, delivery);
+        if let Some(status) = job.batch.finish(accepted) {
+            self.ledger.set_status(id, status);
+            self.ledger.release(id);
         }
-        Outcome::Unregistered => {
-            metrics.fcm_failed.inc();
-            match store.delete_token(token).await {
+        if accepted {
+            self.metrics.fcm_accepted.inc();
+            return;
+        }
+        self.metrics.fcm_failed.inc();
+        if let Outcome::TokenGone { .. } = outcome {
+            match self.store.delete_token(token).await {
                 Ok(n) => {
-                    metrics.fcm_tokens_pruned.inc_by(n);
+                    self.metrics.fcm_tokens_pruned.inc_by(n);
                     tracing::info!(
                         user_id = %job.device.user_id,
                         device_id = %job.device.device_id,
-                        "FCM token unregistered: device removed"
+                        "device token gone: device removed"
                     );
                 }
-                Err(e) => tracing::error!(error = %e, "could not prune an unregistered token"),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not prune a device token that is gone")
+                }
             }
         }
-        Outcome::Failed(_) => {
-            metrics.fcm_failed.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::future::{BoxFuture, FutureExt};
+
+    use super::*;
+    use crate::backend::memory::MemoryLedger;
+    use crate::backend::{LedgerConfig, Owner};
+    use crate::notification::Notification;
+    use crate::store::Platform;
+
+    /// Answers by device token: `gone-*` tokens are gone, the rest accepted.
+    struct ByToken;
+
+    impl Provider for ByToken {
+        fn send<'a>(&'a self, _n: &'a Notification, token: &'a str) -> BoxFuture<'a, Outcome> {
+            let outcome = if token.starts_with("gone-") {
+                Outcome::TokenGone { at: None }
+            } else {
+                Outcome::Accepted
+            };
+            async move { outcome }.boxed()
         }
+    }
+
+    #[tokio::test]
+    async fn a_gone_token_is_pruned_and_the_other_device_still_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        store
+            .upsert_device("u", "old", "gone-1", Platform::Android)
+            .await
+            .unwrap();
+        store
+            .upsert_device("u", "new", "tok-2", Platform::Android)
+            .await
+            .unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let ledger: SharedLedger = Arc::new(MemoryLedger::new(
+            LedgerConfig {
+                ack_timeout_ms: 60_000,
+                retention_ms: 60_000,
+                replay_window_ms: 60_000,
+                replay_capacity: 4,
+                max_records: 100,
+                max_idempotency_keys: 100,
+            },
+            metrics.clone(),
+        ));
+        let owner = Owner {
+            index: crate::auth::ProducerId(0),
+            name: "p",
+        };
+        let req: crate::notification::NotifyRequest =
+            serde_json::from_str(r#"{"user_id":"u","data":{"k":"v"}}"#).unwrap();
+        let n = Arc::new(req.accept().unwrap());
+        ledger.begin(&n, owner).await.unwrap();
+        let cfg = SenderConfig {
+            queue_capacity: 8,
+            max_in_flight: 2,
+            retry: RetryPolicy {
+                max_attempts: 3,
+                base: Duration::from_millis(1),
+                max: Duration::from_millis(10),
+            },
+        };
+        let sender = Sender::start(
+            Arc::new(ByToken),
+            cfg,
+            store.clone(),
+            ledger.clone(),
+            metrics.clone(),
+        );
+        let devices = store.devices_for_user("u").await.unwrap();
+        let batch = Batch::new(devices.len());
+        let jobs = devices
+            .into_iter()
+            .map(|device| Job {
+                notification: n.clone(),
+                device,
+                batch: batch.clone(),
+            })
+            .collect();
+
+        sender.try_enqueue(jobs).unwrap();
+        sender.drain(Duration::from_secs(10)).await;
+
+        let left = store.devices_for_user("u").await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].device_id, "new");
+        let record = ledger.record(&n.id, owner).await.unwrap().unwrap();
+        assert_eq!(record.status, Status::FcmAccepted);
+        let mut deliveries = record.deliveries;
+        deliveries.sort_by(|a, b| a.device.cmp(&b.device));
+        assert_eq!(
+            deliveries,
+            [
+                Delivery::push("new", None),
+                Delivery::push("old", Some("unregistered")),
+            ]
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains("switchboard_fcm_tokens_pruned_total 1"),
+            "{text}"
+        );
+        assert!(text.contains("switchboard_fcm_deliveries_total{status=\"fcm_failed\"} 1"));
     }
 }

@@ -91,7 +91,7 @@ pub struct Device {
     pub platform: Platform,
     /// Never shown to clients: it is a credential for pushing to the device.
     #[serde(skip)]
-    pub fcm_token: String,
+    pub token: String,
     /// Unix ms.
     pub updated_at: i64,
 }
@@ -111,7 +111,7 @@ impl From<DeviceRow> for Device {
             device_id: r.device_id,
             user_id: r.user_id,
             platform: Platform::parse(&r.platform),
-            fcm_token: r.fcm_token,
+            token: r.fcm_token,
             updated_at: r.updated_at,
         }
     }
@@ -189,7 +189,7 @@ impl Store {
             device_id: device_id.to_string(),
             user_id: user_id.to_string(),
             platform,
-            fcm_token: fcm_token.to_string(),
+            token: fcm_token.to_string(),
             updated_at: now,
         })
     }

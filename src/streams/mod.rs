@@ -4,9 +4,11 @@
 //! streams; what cannot be written goes to the fallback path.
 
 mod body;
+mod fallback;
 mod stream;
 
 pub use body::{ConnWatch, SseBody};
+pub use fallback::{Fallback, FallbackReason};
 pub use stream::{Item, Push, Stream, StreamInfo, Visit};
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -17,9 +19,8 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::sync::mpsc;
 
-use crate::backend::broker::{Broker, BrokerError, Channel, Connection, Inbound};
-use crate::backend::ledger::SharedLedger;
-use crate::metrics::{DisconnectReason, Metrics};
+use crate::backend::{BackendError, Broker, Channel, Connection, Inbound, SharedLedger};
+use crate::metrics::{Counters, DisconnectReason, Metrics};
 use crate::notification::{SharedBroadcast, SharedNotification};
 
 const PING: &[u8] = b": ping\n\n";
@@ -29,13 +30,6 @@ const REAUTH: &[u8] = b"event: reauth\ndata: {}\n\n";
 /// The heartbeat visits one slice of the users per tick, so that the pings (and the writes they
 /// wake) spread over the period rather than landing on every stream at once. A power of two.
 const HEARTBEAT_SLICES: u32 = 16;
-
-/// A notification that reached this node for a stream but will not be written to one.
-pub struct Fallback {
-    pub notification: SharedNotification,
-    /// One of `metrics::FALLBACK_REASONS`.
-    pub reason: &'static str,
-}
 
 pub struct HubConfig {
     pub node_id: Arc<str>,
@@ -66,7 +60,7 @@ pub enum OpenError {
     #[error("this node is shutting down")]
     ShuttingDown,
     #[error(transparent)]
-    Broker(#[from] BrokerError),
+    Broker(#[from] BackendError),
 }
 
 pub struct Hub {
@@ -83,6 +77,7 @@ pub struct Hub {
     broker: Arc<dyn Broker>,
     ledger: SharedLedger,
     metrics: Arc<Metrics>,
+    fallbacks: Counters<FallbackReason>,
     fallback: mpsc::UnboundedSender<Fallback>,
 }
 
@@ -103,6 +98,7 @@ impl Hub {
             closing: AtomicBool::new(false),
             broker,
             ledger,
+            fallbacks: metrics.fallbacks.counters(),
             metrics,
             fallback,
         });
@@ -174,7 +170,7 @@ impl Hub {
             {
                 stream.push(Item::Notification(n.clone()));
                 if n.dropped_unwritten() {
-                    self.fall_back(n, "stream_closed");
+                    self.fall_back(n, FallbackReason::StreamClosed);
                 }
             }
         }
@@ -190,7 +186,7 @@ impl Hub {
             if let Err(e) = sub.await {
                 self.metrics.broker_errors.inc();
                 let unsent = stream.end(DisconnectReason::WriteError, None, true);
-                self.dropped(unsent.unwrap_or_default(), "stream_closed");
+                self.dropped(unsent.unwrap_or_default(), FallbackReason::StreamClosed);
                 self.close(&stream, None);
                 return Err(e.into());
             }
@@ -228,7 +224,7 @@ impl Hub {
         }
         self.broker.set_presence(&stream.user, stream.id, None);
         self.metrics.sse_connections.dec();
-        self.dropped(stream.take_unsent(), "stream_closed");
+        self.dropped(stream.take_unsent(), FallbackReason::StreamClosed);
         match (stream.ending(), conn) {
             (Some(reason), _) => self.metrics.disconnect(reason),
             (None, Some(conn)) => conn.defer_disconnect(),
@@ -297,7 +293,10 @@ impl Hub {
     /// The `retry:` preamble of a new stream: `retry_ms` ± up to `retry_jitter_ms`. The jitter
     /// is capped at `retry_ms`, so lowering `retry_ms` alone never needs the jitter changed.
     fn retry_frame(&self) -> Bytes {
-        let (ms, jitter) = (self.cfg.retry_ms, self.cfg.retry_jitter_ms.min(self.cfg.retry_ms));
+        let (ms, jitter) = (
+            self.cfg.retry_ms,
+            self.cfg.retry_jitter_ms.min(self.cfg.retry_ms),
+        );
         let retry = if jitter == 0 {
             ms
         } else {
@@ -325,7 +324,7 @@ impl Hub {
         for s in slow {
             if let Some(unsent) = s.end(DisconnectReason::SlowConsumer, None, true) {
                 tracing::info!(user_id = %s.user, stream = s.id, "slow consumer: stream closed");
-                self.dropped(unsent, "stream_closed");
+                self.dropped(unsent, FallbackReason::StreamClosed);
                 self.close(&s, None);
                 s.abort_conn();
             }
@@ -333,7 +332,7 @@ impl Hub {
     }
 
     /// Copies dropped unwritten: the last copy of a notification no stream wrote falls back.
-    fn dropped(&self, unsent: Vec<SharedNotification>, reason: &'static str) {
+    fn dropped(&self, unsent: Vec<SharedNotification>, reason: FallbackReason) {
         for n in unsent {
             if n.dropped_unwritten() {
                 self.fall_back(n, reason);
@@ -341,8 +340,8 @@ impl Hub {
         }
     }
 
-    fn fall_back(&self, notification: SharedNotification, reason: &'static str) {
-        self.metrics.fallback(reason);
+    fn fall_back(&self, notification: SharedNotification, reason: FallbackReason) {
+        self.fallbacks.inc(reason);
         let _ = self.fallback.send(Fallback {
             notification,
             reason,
@@ -373,7 +372,7 @@ impl Inbound for Hub {
         }
         self.end_slow(slow);
         if !queued && remote {
-            self.fall_back(n, "stream_gone");
+            self.fall_back(n, FallbackReason::StreamGone);
         }
         queued
     }
@@ -407,9 +406,8 @@ impl Inbound for Hub {
 /// A hub on the memory broker and ledger, for unit tests here and in `http`.
 #[cfg(test)]
 pub(crate) fn test_hub() -> (Arc<Hub>, mpsc::UnboundedReceiver<Fallback>) {
-    use crate::backend::ledger::LedgerConfig;
-    use crate::backend::memory::broker::MemoryBroker;
-    use crate::backend::memory::ledger::MemoryLedger;
+    use crate::backend::memory::{MemoryBroker, MemoryLedger};
+    use crate::backend::LedgerConfig;
     let (tx, rx) = mpsc::unbounded_channel();
     let metrics = Arc::new(Metrics::new());
     let ledger = Arc::new(MemoryLedger::new(
@@ -456,7 +454,7 @@ mod tests {
         let (hub, mut rx) = test_hub();
         assert!(!hub.user_message(notification("gone"), true));
         let f = rx.try_recv().expect("a fallback");
-        assert_eq!(f.reason, "stream_gone");
+        assert_eq!(f.reason, FallbackReason::StreamGone);
         assert!(hub
             .metrics()
             .render()
@@ -482,7 +480,7 @@ mod tests {
         let f = rx.try_recv().expect("a fallback");
         assert_eq!(
             (f.reason, f.notification.id.as_str()),
-            ("stream_closed", n.id.as_str())
+            (FallbackReason::StreamClosed, n.id.as_str())
         );
     }
 

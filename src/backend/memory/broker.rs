@@ -5,7 +5,7 @@ use std::sync::{OnceLock, Weak};
 
 use futures::future::{ready, FutureExt};
 
-use crate::backend::broker::{Broker, BrokerFuture, Channel, Connection, Inbound};
+use crate::backend::{BackendFuture, Broker, Channel, Connection, Inbound};
 use crate::notification::{SharedBroadcast, SharedNotification};
 
 #[derive(Default)]
@@ -31,17 +31,17 @@ impl Broker for MemoryBroker {
         let _ = self.inbound.set(inbound);
     }
 
-    fn publish_user(&self, notification: SharedNotification) -> BrokerFuture<u64> {
+    fn publish_user(&self, notification: SharedNotification) -> BackendFuture<u64> {
         let delivered = self.with_inbound(|i| i.user_message(notification, false));
         ready(Ok(u64::from(delivered))).boxed()
     }
 
-    fn publish_topic(&self, broadcast: SharedBroadcast) -> BrokerFuture<u64> {
+    fn publish_topic(&self, broadcast: SharedBroadcast) -> BackendFuture<u64> {
         let streams = self.with_inbound(|i| i.topic_message(broadcast));
         ready(Ok(u64::from(streams > 0))).boxed()
     }
 
-    fn subscribe(&self, _channel: Channel) -> BrokerFuture<()> {
+    fn subscribe(&self, _channel: Channel) -> BackendFuture<()> {
         ready(Ok(())).boxed()
     }
 
@@ -49,12 +49,12 @@ impl Broker for MemoryBroker {
 
     fn set_presence(&self, _user: &std::sync::Arc<str>, _stream_id: u64, _c: Option<Connection>) {}
 
-    fn presence(&self, user: &str) -> BrokerFuture<Vec<Connection>> {
+    fn presence(&self, user: &str) -> BackendFuture<Vec<Connection>> {
         let connections = self.with_inbound(|i| i.local_connections(user));
         ready(Ok(connections)).boxed()
     }
 
-    fn ping(&self) -> BrokerFuture<()> {
+    fn ping(&self) -> BackendFuture<()> {
         ready(Ok(())).boxed()
     }
 

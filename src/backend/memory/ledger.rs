@@ -8,12 +8,13 @@ use dashmap::DashMap;
 use futures::future::{ready, FutureExt};
 use parking_lot::Mutex;
 
-use crate::backend::broker::BrokerFuture;
 use crate::backend::ledger::{
-    after, AckResult, Due, IdemBegin, Ledger, LedgerConfig, Owner, RawRecord, Status, Take,
-    CLAIM_BATCH, IDEMPOTENCY_TTL_MS,
+    after, AckResult, Due, IdemBegin, Ledger, LedgerConfig, Owner, Take, CLAIM_BATCH,
+    IDEMPOTENCY_TTL_MS,
 };
-use crate::metrics::{Metrics, Route};
+use crate::backend::record::{self, DeliveryChannel, RawRecord, Route, Status};
+use crate::backend::BackendFuture;
+use crate::metrics::Metrics;
 use crate::notification::SharedNotification;
 use crate::time::unix_millis;
 
@@ -58,7 +59,8 @@ fn owner_index(owner: Owner<'_>) -> u32 {
     u32::try_from(owner.index.0).unwrap_or(u32::MAX)
 }
 
-/// One channel's outcome: `field` is `channel:device`, as in [`RawRecord::deliveries`].
+/// One channel's outcome in its stored form ([`record::Delivery::field`] and `value`, as in
+/// Redis), which keeps it at 32 bytes.
 struct Delivery {
     field: Box<str>,
     outcome: Outcome,
@@ -234,12 +236,12 @@ impl MemoryLedger {
     }
 }
 
-fn done<T: Send + 'static>(v: T) -> BrokerFuture<T> {
+fn done<T: Send + 'static>(v: T) -> BackendFuture<T> {
     ready(Ok(v)).boxed()
 }
 
 impl Ledger for MemoryLedger {
-    fn begin(&self, n: &SharedNotification, owner: Owner<'_>) -> BrokerFuture<()> {
+    fn begin(&self, n: &SharedNotification, owner: Owner<'_>) -> BackendFuture<()> {
         let Some(id) = key(&n.id) else {
             // Ids are made by `ids::new_id`: this would be a bug, not an input.
             tracing::error!(id = %n.id, "a notification id that is not a UUID");
@@ -293,7 +295,7 @@ impl Ledger for MemoryLedger {
         }
     }
 
-    fn take(&self, id: &str) -> BrokerFuture<Take> {
+    fn take(&self, id: &str) -> BackendFuture<Take> {
         done(key(id).map_or(Take::Gone, |id| self.take_now(id)))
     }
 
@@ -303,9 +305,9 @@ impl Ledger for MemoryLedger {
         }
     }
 
-    fn set_delivery(&self, id: &str, field: String, value: String) {
+    fn set_delivery(&self, id: &str, delivery: record::Delivery) {
         if let Some(mut r) = key(id).and_then(|id| self.records.get_mut(&id)) {
-            r.set_delivery(&field, || Outcome::new(value));
+            r.set_delivery(&delivery.field(), || Outcome::new(delivery.value()));
         }
     }
 
@@ -321,7 +323,7 @@ impl Ledger for MemoryLedger {
                 // Found without building the field: this runs on every write.
                 match r.deliveries.iter_mut().find(|d| d.is_sse(device)) {
                     Some(d) => d.outcome = delivered(),
-                    None => r.set_delivery(&crate::backend::ledger::sse_field(Some(device)), delivered),
+                    None => r.set_delivery(&record::field(DeliveryChannel::Sse, device), delivered),
                 }
             }
         }
@@ -340,7 +342,7 @@ impl Ledger for MemoryLedger {
         buf.push_back((now, n.clone()));
     }
 
-    fn replay(&self, user: &str, last_id: &str) -> BrokerFuture<Option<Vec<SharedNotification>>> {
+    fn replay(&self, user: &str, last_id: &str) -> BackendFuture<Option<Vec<SharedNotification>>> {
         let oldest = unix_millis().saturating_sub(self.cfg.replay_window_ms);
         let entries: Vec<(String, SharedNotification)> = self
             .replay
@@ -366,7 +368,7 @@ impl Ledger for MemoryLedger {
         done(missed)
     }
 
-    fn claim_due(&self) -> BrokerFuture<Vec<Due>> {
+    fn claim_due(&self) -> BackendFuture<Vec<Due>> {
         let now = unix_millis();
         self.expire(now);
         let mut claimed = Vec::new();
@@ -406,7 +408,7 @@ impl Ledger for MemoryLedger {
         }
     }
 
-    fn ack(&self, user: &str, id: &str) -> BrokerFuture<AckResult> {
+    fn ack(&self, user: &str, id: &str) -> BackendFuture<AckResult> {
         let Some(id) = key(id) else {
             return done(AckResult::Unknown);
         };
@@ -425,7 +427,7 @@ impl Ledger for MemoryLedger {
         done(result)
     }
 
-    fn record(&self, id: &str, caller: Owner<'_>) -> BrokerFuture<Option<RawRecord>> {
+    fn record(&self, id: &str, caller: Owner<'_>) -> BackendFuture<Option<RawRecord>> {
         let raw = key(id)
             .and_then(|k| self.records.get(&k))
             .filter(|r| r.owner == owner_index(caller))
@@ -433,18 +435,18 @@ impl Ledger for MemoryLedger {
                 id: id.to_string(),
                 user_id: r.user.to_string(),
                 created_at: r.created,
-                route: r.route.map(|x| x.as_str().to_string()),
+                route: r.route,
                 status: r.status,
                 deliveries: r
                     .deliveries
                     .iter()
-                    .map(|d| (d.field.to_string(), d.outcome.as_str().to_string()))
+                    .filter_map(|d| record::Delivery::parse(&d.field, d.outcome.as_str()))
                     .collect(),
             });
         done(raw)
     }
 
-    fn idem_begin(&self, scope: &str) -> BrokerFuture<IdemBegin> {
+    fn idem_begin(&self, scope: &str) -> BackendFuture<IdemBegin> {
         let now = unix_millis();
         let result = match self.idem.entry(scope.to_string()) {
             dashmap::Entry::Occupied(e) if e.get().0 > now => match &e.get().1 {
@@ -507,7 +509,7 @@ mod tests {
         Arc::new(req.accept().unwrap())
     }
 
-    fn now<T>(f: BrokerFuture<T>) -> T {
+    fn now<T>(f: BackendFuture<T>) -> T {
         futures::executor::block_on(f).unwrap()
     }
 
@@ -566,7 +568,8 @@ mod tests {
             "the oldest went at the cap"
         );
         let id = &ns[2].id;
-        l.set_delivery(id, "fcm:tab".into(), "fcm_failed:unregistered".into());
+        let unregistered = record::Delivery::push("tab", Some("unregistered"));
+        l.set_delivery(id, unregistered.clone());
         l.written(&ns[2], Some("phone"), false);
         l.written(&ns[2], Some("phone"), false);
         let r = now(l.record(id, OWNER)).unwrap();
@@ -574,10 +577,7 @@ mod tests {
         assert_eq!(r.status, Status::Delivered);
         assert_eq!(
             r.deliveries,
-            [
-                ("fcm:tab".to_string(), "fcm_failed:unregistered".to_string()),
-                ("sse:phone".to_string(), "delivered".to_string()),
-            ]
+            [unregistered, record::Delivery::sse(Some("phone"))]
         );
         assert_eq!(now(l.take(id)), Take::Gone, "a write without acks took it");
     }

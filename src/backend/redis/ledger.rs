@@ -1,127 +1,28 @@
 //! The multi-node ledger in Redis, so that every record, token and replay buffer outlives the
-//! node that wrote it.
-//!
-//! - `{ns}:rec:{id}`: hash `u` (user), `o` (the creating producer's key name: only that
-//!   producer may read the record), `c` (created, ms), `s` (status; `pending` with an
-//!   `sse:*` field reads as `delivered`), `r` (route, when not
-//!   `sse`), `p` (the
-//!   notification, for a fallback sent by another node), `sse:<device>` / `fcm:<device>`
-//!   (per-channel outcome), `x` (refused: a tombstone); expires after
-//!   `delivery.record_retention_secs`.
-//! - `{ns}:due` and `{ns}:claimed` (one hash tag, so the scripts that move tokens between them
-//!   work on a Redis Cluster too): sorted sets of ids by deadline / by claim lease end.
-//! - `{ns}:r:{user}`: stream of what the user's streams wrote, capped (`MAXLEN ~`) and expiring
-//!   after the replay window.
-//! - `{ns}:i:{producer}:{key}`: idempotency answers, 24 h.
-//!
-//! Updates nobody waits for (status, writes, releases) go through one writer task that sends
-//! them in pipelines and retries a batch that failed (every command in it is idempotent, or
-//! de-duplicated on read), so an outage of a few seconds delays them rather than losing them.
+//! node that wrote it. Its keys are laid out in `keys.rs`; the updates nobody waits for go
+//! through the writer task of `writer.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use fred::clients::Pipeline;
 use fred::prelude::*;
-use fred::types::{ClusterHash, CustomCommand, Expiration, SetOptions, Value};
+use fred::types::{Expiration, SetOptions, Value};
 use futures::future::FutureExt;
 use tokio::sync::mpsc;
 
+use super::keys::{Keys, CLAIM, TAKE, UPDATE};
+use super::unavailable;
+use super::writer::{writer, Op};
 use crate::backend::ledger::{
-    after, sse_field, AckResult, Due, IdemBegin, Ledger, LedgerConfig, Owner, RawRecord, Status,
-    Take, CLAIM_BATCH, CLAIM_LEASE_MS, IDEMPOTENCY_TTL_MS,
+    after, AckResult, Due, IdemBegin, Ledger, LedgerConfig, Owner, Take, CLAIM_BATCH,
+    CLAIM_LEASE_MS, IDEMPOTENCY_TTL_MS,
 };
-use crate::backend::broker::{BrokerError, BrokerFuture};
-use crate::metrics::{Metrics, Route};
+use crate::backend::record::{Delivery, DeliveryChannel, RawRecord, Route, Status};
+use crate::backend::BackendFuture;
+use crate::metrics::{Label, Metrics};
 use crate::notification::{Notification, SharedNotification};
 use crate::time::unix_millis;
-
-/// Raises a record's status (never lowers it) and/or sets one field; returns the status before,
-/// or nil when the record does not exist (nothing is created then).
-const UPDATE: &str = r#"
-local cur = redis.call('HGET', KEYS[1], 's')
-if not cur then return false end
-if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end
-if ARGV[1] ~= '' then
-  local rank = {pending = 0, delivered = 1}
-  if (rank[ARGV[1]] or 2) > (rank[cur] or 2) then redis.call('HSET', KEYS[1], 's', ARGV[1]) end
-end
-return cur
-"#;
-
-/// 1: taken from `due`; 2: a sweep holds it in `claimed`; 0: gone.
-const TAKE: &str = r#"
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then return 1 end
-if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 2 end
-return 0
-"#;
-
-/// Moves tokens past their deadline to `claimed` with a lease, and renews the lease of claims
-/// whose claimer did not finish in time; returns their ids.
-const CLAIM: &str = r#"
-local now = tonumber(ARGV[1])
-local until_ = now + tonumber(ARGV[2])
-local limit = tonumber(ARGV[3])
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
-for _, id in ipairs(ids) do
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('ZADD', KEYS[2], until_, id)
-end
-local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)
-for _, id in ipairs(stale) do
-  redis.call('ZADD', KEYS[2], until_, id)
-  ids[#ids + 1] = id
-end
-return ids
-"#;
-
-/// Fire-and-forget updates, applied in order by the writer task.
-enum Op {
-    Update {
-        id: String,
-        status: Option<Status>,
-        field: Option<(String, String)>,
-    },
-    Written {
-        n: SharedNotification,
-        device: Option<String>,
-        ack: bool,
-    },
-    Release(String),
-    Forget(String),
-    IdemFinish {
-        scope: String,
-        answer: Option<String>,
-    },
-}
-
-#[derive(Clone)]
-struct Keys {
-    ns: String,
-    due: String,
-    claimed: String,
-}
-
-impl Keys {
-    fn new(ns: &str) -> Keys {
-        Keys {
-            ns: ns.to_string(),
-            due: format!("{{{ns}}}:due"),
-            claimed: format!("{{{ns}}}:claimed"),
-        }
-    }
-    fn record(&self, id: &str) -> String {
-        format!("{}:rec:{id}", self.ns)
-    }
-    fn replay(&self, user: &str) -> String {
-        format!("{}:r:{user}", self.ns)
-    }
-    fn idem(&self, scope: &str) -> String {
-        format!("{}:i:{scope}", self.ns)
-    }
-}
 
 pub struct RedisLedger {
     client: Client,
@@ -132,36 +33,8 @@ pub struct RedisLedger {
     ops: mpsc::UnboundedSender<Op>,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> BrokerError {
-    BrokerError::Unavailable(e.to_string())
-}
-
-fn xadd() -> CustomCommand {
-    CustomCommand::new_static("XADD", ClusterHash::FirstKey, false)
-}
-
-/// `EVAL script numkeys key...` in a pipeline (fred's pipelines have no `eval`), routed by the
-/// first key.
-async fn eval_in(
-    p: &Pipeline<Client>,
-    script: &'static str,
-    keys: Vec<String>,
-    args: Vec<String>,
-) -> Result<(), Error> {
-    let mut all: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
-    all.push(script.into());
-    all.push((keys.len() as i64).into());
-    all.extend(keys.into_iter().map(Value::from));
-    all.extend(args.into_iter().map(Value::from));
-    p.custom::<(), _>(
-        CustomCommand::new_static("EVAL", ClusterHash::Offset(2), false),
-        all,
-    )
-    .await
-}
-
 impl RedisLedger {
-    /// `client` is connected already: the broker's publisher (see `RedisBroker::publisher`);
+    /// `client` is connected already: the broker's publisher (see [`super::connect`]);
     /// `ordered` when it is one connection to a single Redis.
     pub fn start(
         client: Client,
@@ -193,137 +66,8 @@ impl RedisLedger {
     }
 }
 
-/// Applies fire-and-forget updates in pipelines of up to 512, retrying a failed batch.
-async fn writer(
-    client: Client,
-    keys: Keys,
-    cfg: LedgerConfig,
-    mut rx: mpsc::UnboundedReceiver<Op>,
-    metrics: Arc<Metrics>,
-) {
-    let mut batch = Vec::with_capacity(512);
-    while rx.recv_many(&mut batch, 512).await > 0 {
-        for attempt in 0u32.. {
-            let p = client.pipeline();
-            for op in &batch {
-                if let Err(e) = queue(&p, &keys, &cfg, op).await {
-                    tracing::error!(error = %e, "ledger: could not queue an update");
-                }
-            }
-            let results: Vec<Result<Value, Error>> = p.try_all().await;
-            let failed: Vec<&Error> = results.iter().filter_map(|r| r.as_ref().err()).collect();
-            if failed.is_empty() {
-                break;
-            }
-            // Only a lost connection is worth a retry; Redis refusing a command is final.
-            let transient = failed.iter().any(|e| {
-                matches!(
-                    e.kind(),
-                    ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled
-                )
-            });
-            if !transient || attempt >= 20 {
-                metrics.ledger_errors.inc_by(failed.len() as u64);
-                tracing::error!(
-                    failed = failed.len(),
-                    error = %failed[0],
-                    "ledger: Redis refused updates; records may be stale"
-                );
-                break;
-            }
-            if attempt == 0 {
-                tracing::warn!(error = %failed[0], failed = failed.len(), "ledger: update batch failed; retrying");
-            }
-            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(10) + 1))).await;
-        }
-        batch.clear();
-    }
-}
-
-async fn queue(
-    p: &Pipeline<Client>,
-    keys: &Keys,
-    cfg: &LedgerConfig,
-    op: &Op,
-) -> Result<(), Error> {
-    match op {
-        Op::Update { id, status, field } => {
-            let (f, v) = field.clone().unwrap_or_default();
-            let s = status.map(Status::as_str).unwrap_or("");
-            eval_in(p, UPDATE, vec![keys.record(id)], vec![s.to_string(), f, v]).await
-        }
-        Op::Written { n, device, ack } => {
-            // Without acks the write settles it: take the token (nobody else can own it
-            // before its deadline, and the deadline sweep reads the record before sending).
-            if !ack {
-                p.zrem::<(), _, _>(&keys.due, n.id.clone()).await?;
-            }
-            // "Delivered" is a pending record with an sse:* field (see `record`): one HSET.
-            // A notification that waited in a queue for half its record's life might find the
-            // record gone: then only the script, which creates nothing, may touch it.
-            let age_ms = unix_millis().saturating_sub(n.sent_at);
-            if age_ms < cfg.retention_ms / 2 {
-                p.hset::<(), _, _>(
-                    keys.record(&n.id),
-                    (sse_field(device.as_deref()), "delivered"),
-                )
-                .await?;
-            } else {
-                eval_in(
-                    p,
-                    UPDATE,
-                    vec![keys.record(&n.id)],
-                    vec![
-                        String::new(),
-                        sse_field(device.as_deref()),
-                        "delivered".to_string(),
-                    ],
-                )
-                .await?;
-            }
-            let key = keys.replay(&n.user_id);
-            let args: Vec<Value> = vec![
-                key.clone().into(),
-                "MAXLEN".into(),
-                "~".into(),
-                (cfg.replay_capacity as i64).into(),
-                "*".into(),
-                "i".into(),
-                n.id.clone().into(),
-                "p".into(),
-                Value::Bytes(n.json()),
-            ];
-            p.custom::<(), _>(xadd(), args).await?;
-            p.pexpire::<(), _>(key, cfg.replay_window_ms as i64, None)
-                .await
-        }
-        Op::Release(id) => p.zrem::<(), _, _>(&keys.claimed, id.clone()).await,
-        Op::Forget(id) => {
-            // A tombstone rather than DEL: if the refused request's own writes reach Redis
-            // late (replayed by the client after a reconnect), the record stays refused.
-            p.zrem::<(), _, _>(&keys.due, id.clone()).await?;
-            p.hset::<(), _, _>(keys.record(id), ("x", 1)).await?;
-            p.pexpire::<(), _>(keys.record(id), cfg.retention_ms as i64, None)
-                .await
-        }
-        Op::IdemFinish { scope, answer } => match answer {
-            Some(a) => {
-                p.set::<(), _, _>(
-                    keys.idem(scope),
-                    a.clone(),
-                    Some(Expiration::KEEPTTL),
-                    Some(SetOptions::XX),
-                    false,
-                )
-                .await
-            }
-            None => p.del::<(), _>(keys.idem(scope)).await,
-        },
-    }
-}
-
 impl Ledger for RedisLedger {
-    fn begin(&self, n: &SharedNotification, owner: Owner<'_>) -> BrokerFuture<()> {
+    fn begin(&self, n: &SharedNotification, owner: Owner<'_>) -> BackendFuture<()> {
         let client = self.client.clone();
         let key = self.keys.record(&n.id);
         let due = self.keys.due.clone();
@@ -374,7 +118,7 @@ impl Ledger for RedisLedger {
         });
     }
 
-    fn take(&self, id: &str) -> BrokerFuture<Take> {
+    fn take(&self, id: &str) -> BackendFuture<Take> {
         let client = self.client.clone();
         let keys = vec![self.keys.due.clone(), self.keys.claimed.clone()];
         let id = id.to_string();
@@ -400,11 +144,11 @@ impl Ledger for RedisLedger {
         });
     }
 
-    fn set_delivery(&self, id: &str, field: String, value: String) {
+    fn set_delivery(&self, id: &str, delivery: Delivery) {
         self.send(Op::Update {
             id: id.to_string(),
             status: None,
-            field: Some((field, value)),
+            field: Some((delivery.field(), delivery.value())),
         });
     }
 
@@ -416,7 +160,7 @@ impl Ledger for RedisLedger {
         });
     }
 
-    fn replay(&self, user: &str, last_id: &str) -> BrokerFuture<Option<Vec<SharedNotification>>> {
+    fn replay(&self, user: &str, last_id: &str) -> BackendFuture<Option<Vec<SharedNotification>>> {
         let client = self.client.clone();
         let keys = self.keys.clone();
         let key = self.keys.replay(user);
@@ -465,7 +209,7 @@ impl Ledger for RedisLedger {
         .boxed()
     }
 
-    fn claim_due(&self) -> BrokerFuture<Vec<Due>> {
+    fn claim_due(&self) -> BackendFuture<Vec<Due>> {
         let client = self.client.clone();
         let keys = self.keys.clone();
         async move {
@@ -515,7 +259,7 @@ impl Ledger for RedisLedger {
         self.send(Op::Release(id.to_string()));
     }
 
-    fn ack(&self, user: &str, id: &str) -> BrokerFuture<AckResult> {
+    fn ack(&self, user: &str, id: &str) -> BackendFuture<AckResult> {
         let client = self.client.clone();
         let keys = self.keys.clone();
         let user = user.to_string();
@@ -557,7 +301,7 @@ impl Ledger for RedisLedger {
         .boxed()
     }
 
-    fn record(&self, id: &str, caller: Owner<'_>) -> BrokerFuture<Option<RawRecord>> {
+    fn record(&self, id: &str, caller: Owner<'_>) -> BackendFuture<Option<RawRecord>> {
         let client = self.client.clone();
         let key = self.keys.record(id);
         let id = id.to_string();
@@ -576,14 +320,15 @@ impl Ledger for RedisLedger {
             if h.contains_key("x") || h.get("o") != Some(&caller) {
                 return Ok(None);
             }
-            let mut deliveries: Vec<(String, String)> = h
+            let mut deliveries: Vec<Delivery> = h
                 .iter()
-                .filter(|(k, _)| k.starts_with("sse:") || k.starts_with("fcm:"))
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .filter_map(|(k, v)| Delivery::parse(k, v))
                 .collect();
-            deliveries.sort();
+            deliveries.sort_by(|a, b| {
+                (a.channel.as_str(), &a.device).cmp(&(b.channel.as_str(), &b.device))
+            });
             let status = if status == Status::Pending
-                && deliveries.iter().any(|(k, _)| k.starts_with("sse:"))
+                && deliveries.iter().any(|d| d.channel == DeliveryChannel::Sse)
             {
                 Status::Delivered
             } else {
@@ -593,7 +338,7 @@ impl Ledger for RedisLedger {
                 id,
                 user_id: h.remove("u").unwrap_or_default(),
                 created_at: h.get("c").and_then(|c| c.parse().ok()).unwrap_or(0),
-                route: Some(h.remove("r").unwrap_or_else(|| Route::Sse.as_str().into())),
+                route: h.remove("r").map_or(Some(Route::Sse), |r| Route::parse(&r)),
                 status,
                 deliveries,
             }))
@@ -601,7 +346,7 @@ impl Ledger for RedisLedger {
         .boxed()
     }
 
-    fn idem_begin(&self, scope: &str) -> BrokerFuture<IdemBegin> {
+    fn idem_begin(&self, scope: &str) -> BackendFuture<IdemBegin> {
         let client = self.client.clone();
         let key = self.keys.idem(scope);
         async move {
@@ -650,12 +395,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn key_names_share_a_hash_tag_for_tokens() {
-        let k = Keys::new("sb");
-        assert_eq!(k.due, "{sb}:due");
-        assert_eq!(k.claimed, "{sb}:claimed");
-        assert_eq!(k.record("n1"), "sb:rec:n1");
-        assert_eq!(k.replay("u1"), "sb:r:u1");
+    fn stream_ids_start_with_their_time() {
         assert_eq!(stream_id_ms("1700000000000-3"), 1_700_000_000_000);
     }
 }

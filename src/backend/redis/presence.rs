@@ -16,7 +16,7 @@ use futures::future::{join_all, BoxFuture, FutureExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{unavailable, Names};
-use crate::backend::broker::{BrokerError, BrokerFuture, Connection};
+use crate::backend::{BackendError, BackendFuture, Connection};
 
 const MAX_ROUND: usize = 10_000;
 const REFRESH_CHUNK: usize = 1_000;
@@ -49,7 +49,7 @@ impl Presence {
         names: Names,
         node_id: Arc<str>,
         ttl: Duration,
-    ) -> Result<Presence, BrokerError> {
+    ) -> Result<Presence, BackendError> {
         let node_key = names.node_key(&node_id);
         let ttl_secs = ttl.as_secs().max(1) as i64;
         let _: () = client
@@ -90,7 +90,7 @@ impl Presence {
     }
 
     /// Every live connection of `user`, on every node.
-    pub fn read(&self, user: &str) -> BrokerFuture<Vec<Connection>> {
+    pub fn read(&self, user: &str) -> BackendFuture<Vec<Connection>> {
         let key = self.names.presence_key(user);
         let client = self.client.clone();
         let names = self.names.clone();

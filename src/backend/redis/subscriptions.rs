@@ -12,7 +12,7 @@ use futures::future::{join_all, FutureExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::unavailable;
-use crate::backend::broker::{BrokerError, BrokerFuture};
+use crate::backend::{BackendError, BackendFuture};
 use crate::metrics::Metrics;
 
 /// Most channels in one SSUBSCRIBE / SUNSUBSCRIBE.
@@ -21,7 +21,7 @@ const CHUNK: usize = 500;
 const MAX_ROUND: usize = 20_000;
 
 enum Op {
-    Subscribe(String, oneshot::Sender<Result<(), BrokerError>>),
+    Subscribe(String, oneshot::Sender<Result<(), BackendError>>),
     Unsubscribe(String),
     Shutdown(oneshot::Sender<()>),
 }
@@ -45,17 +45,18 @@ impl Subscriptions {
     }
 
     /// Resolves once Redis confirmed the subscription.
-    pub fn subscribe(&self, channel: String) -> BrokerFuture<()> {
+    pub fn subscribe(&self, channel: String) -> BackendFuture<()> {
         let (tx, rx) = oneshot::channel();
         let sent = self.ops.send(Op::Subscribe(channel, tx)).is_ok();
         async move {
             if !sent {
-                return Err(BrokerError::Unavailable(
+                return Err(BackendError::Unavailable(
                     "the broker is shutting down".into(),
                 ));
             }
-            rx.await
-                .unwrap_or_else(|_| Err(BrokerError::Unavailable("subscription task ended".into())))
+            rx.await.unwrap_or_else(|_| {
+                Err(BackendError::Unavailable("subscription task ended".into()))
+            })
         }
         .boxed()
     }
@@ -136,7 +137,7 @@ impl Worker {
     /// Applies one round; returns the shutdown waiter if the round asked to stop.
     async fn apply(&mut self, round: Vec<Op>) -> Option<oneshot::Sender<()>> {
         let mut wish: HashMap<String, bool> = HashMap::new();
-        let mut waiters: Vec<(String, oneshot::Sender<Result<(), BrokerError>>)> = Vec::new();
+        let mut waiters: Vec<(String, oneshot::Sender<Result<(), BackendError>>)> = Vec::new();
         let mut shutdown = None;
         for op in round {
             match op {
@@ -175,7 +176,7 @@ impl Worker {
         for (c, w) in waiters {
             let result = if failed.contains(&c) {
                 self.metrics.broker_errors.inc();
-                Err(BrokerError::Unavailable(
+                Err(BackendError::Unavailable(
                     "Redis did not confirm the subscription".into(),
                 ))
             } else {

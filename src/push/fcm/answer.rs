@@ -6,6 +6,9 @@ use std::time::{Duration, SystemTime};
 use http::StatusCode;
 use serde::Deserialize;
 
+use crate::metrics::Label;
+use crate::push::{InvalidReason, RetryReason};
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     Accepted,
@@ -13,25 +16,72 @@ pub enum Answer {
     Unregistered,
     /// Transient: try again after backoff (or the server's Retry-After).
     Retry {
-        code: &'static str,
+        reason: RetryReason,
         retry_after: Option<Duration>,
     },
     /// Our OAuth token was refused: fetch a new one, once.
     Unauthenticated,
     /// Permanent for this message.
     Fatal {
-        code: &'static str,
+        reason: InvalidReason,
     },
 }
 
 impl Answer {
     /// The `switchboard_fcm_requests_total{result}` label.
-    pub fn label(&self) -> &'static str {
+    pub fn result(&self) -> RequestResult {
         match self {
-            Answer::Accepted => "ok",
-            Answer::Unregistered => "unregistered",
-            Answer::Retry { code, .. } | Answer::Fatal { code } => code,
-            Answer::Unauthenticated => "unauthenticated",
+            Answer::Accepted => RequestResult::Ok,
+            Answer::Unregistered => RequestResult::Unregistered,
+            Answer::Retry { reason, .. } => RequestResult::Retry(*reason),
+            Answer::Unauthenticated => RequestResult::Unauthenticated,
+            Answer::Fatal { reason } => RequestResult::Invalid(*reason),
+        }
+    }
+}
+
+/// What one request to FCM answered: the `switchboard_fcm_requests_total{result}` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestResult {
+    Ok,
+    Unregistered,
+    Retry(RetryReason),
+    Unauthenticated,
+    Invalid(InvalidReason),
+}
+
+impl Label for RequestResult {
+    const ALL: &'static [RequestResult] = &[
+        RequestResult::Ok,
+        RequestResult::Unregistered,
+        RequestResult::Retry(RetryReason::QuotaExceeded),
+        RequestResult::Retry(RetryReason::Unavailable),
+        RequestResult::Retry(RetryReason::Internal),
+        RequestResult::Retry(RetryReason::Transport),
+        RequestResult::Unauthenticated,
+        RequestResult::Invalid(InvalidReason::InvalidArgument),
+        RequestResult::Invalid(InvalidReason::SenderIdMismatch),
+        RequestResult::Invalid(InvalidReason::ThirdPartyAuthError),
+        RequestResult::Invalid(InvalidReason::Other),
+    ];
+
+    fn index(self) -> usize {
+        match self {
+            RequestResult::Ok => 0,
+            RequestResult::Unregistered => 1,
+            RequestResult::Retry(reason) => 2 + reason as usize,
+            RequestResult::Unauthenticated => 6,
+            RequestResult::Invalid(reason) => 7 + reason as usize,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            RequestResult::Ok => "ok",
+            RequestResult::Unregistered => "unregistered",
+            RequestResult::Retry(reason) => reason.as_str(),
+            RequestResult::Unauthenticated => "unauthenticated",
+            RequestResult::Invalid(reason) => reason.as_str(),
         }
     }
 }
@@ -69,38 +119,28 @@ pub fn classify(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) 
     if status.is_success() {
         return Answer::Accepted;
     }
-    let retry = |code| Answer::Retry { code, retry_after };
+    let retry = |reason| Answer::Retry {
+        reason,
+        retry_after,
+    };
+    let fatal = |reason| Answer::Fatal { reason };
     match fcm_error_code(body).as_deref() {
         Some("UNREGISTERED") => return Answer::Unregistered,
-        Some("INVALID_ARGUMENT") => {
-            return Answer::Fatal {
-                code: "invalid_argument",
-            }
-        }
-        Some("SENDER_ID_MISMATCH") => {
-            return Answer::Fatal {
-                code: "sender_id_mismatch",
-            }
-        }
-        Some("THIRD_PARTY_AUTH_ERROR") => {
-            return Answer::Fatal {
-                code: "third_party_auth_error",
-            }
-        }
-        Some("QUOTA_EXCEEDED") => return retry("quota_exceeded"),
-        Some("UNAVAILABLE") => return retry("unavailable"),
-        Some("INTERNAL") => return retry("internal"),
+        Some("INVALID_ARGUMENT") => return fatal(InvalidReason::InvalidArgument),
+        Some("SENDER_ID_MISMATCH") => return fatal(InvalidReason::SenderIdMismatch),
+        Some("THIRD_PARTY_AUTH_ERROR") => return fatal(InvalidReason::ThirdPartyAuthError),
+        Some("QUOTA_EXCEEDED") => return retry(RetryReason::QuotaExceeded),
+        Some("UNAVAILABLE") => return retry(RetryReason::Unavailable),
+        Some("INTERNAL") => return retry(RetryReason::Internal),
         _ => {}
     }
     match status.as_u16() {
         401 => Answer::Unauthenticated,
-        429 => retry("quota_exceeded"),
-        500 => retry("internal"),
-        502..=504 => retry("unavailable"),
-        400 => Answer::Fatal {
-            code: "invalid_argument",
-        },
-        _ => Answer::Fatal { code: "other" },
+        429 => retry(RetryReason::QuotaExceeded),
+        500 => retry(RetryReason::Internal),
+        502..=504 => retry(RetryReason::Unavailable),
+        400 => fatal(InvalidReason::InvalidArgument),
+        _ => fatal(InvalidReason::Other),
     }
 }
 
@@ -145,12 +185,13 @@ mod tests {
                 &google(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED")
             ),
             Answer::Retry {
-                code: "quota_exceeded",
+                reason: RetryReason::QuotaExceeded,
                 retry_after: ra
             }
         );
-        assert_eq!(classify(s(503).unwrap(), None, b"").label(), "unavailable");
-        assert_eq!(classify(s(500).unwrap(), None, b"").label(), "internal");
+        let label = |a: Answer| a.result().as_str();
+        assert_eq!(label(classify(s(503).unwrap(), None, b"")), "unavailable");
+        assert_eq!(label(classify(s(500).unwrap(), None, b"")), "internal");
         assert_eq!(
             classify(
                 s(400).unwrap(),
@@ -158,25 +199,23 @@ mod tests {
                 &google(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT")
             ),
             Answer::Fatal {
-                code: "invalid_argument"
+                reason: InvalidReason::InvalidArgument
             }
         );
         assert_eq!(
-            classify(
+            label(classify(
                 s(403).unwrap(),
                 None,
                 &google(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH")
-            )
-            .label(),
+            )),
             "sender_id_mismatch"
         );
         assert_eq!(
-            classify(
+            label(classify(
                 s(401).unwrap(),
                 None,
                 &google(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR")
-            )
-            .label(),
+            )),
             "third_party_auth_error"
         );
         assert_eq!(
@@ -186,6 +225,31 @@ mod tests {
                 br#"{"error":{"code":401,"status":"UNAUTHENTICATED"}}"#
             ),
             Answer::Unauthenticated
+        );
+    }
+
+    #[test]
+    fn request_results_are_the_metrics_labels() {
+        let labels: Vec<&str> = RequestResult::ALL.iter().map(|r| r.as_str()).collect();
+        assert!(RequestResult::ALL
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.index() == i));
+        assert_eq!(
+            labels,
+            [
+                "ok",
+                "unregistered",
+                "quota_exceeded",
+                "unavailable",
+                "internal",
+                "transport_error",
+                "unauthenticated",
+                "invalid_argument",
+                "sender_id_mismatch",
+                "third_party_auth_error",
+                "other",
+            ]
         );
     }
 

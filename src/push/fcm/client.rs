@@ -1,20 +1,27 @@
-//! One FCM HTTP v1 send with its retries: a service-account OAuth token from yup-oauth2 (cached
-//! by it; refreshed once on 401), one shared reqwest client over HTTP/2, and the answer mapping
-//! of `answer.rs`.
+//! One FCM HTTP v1 send: a service-account OAuth token from yup-oauth2 (cached by it;
+//! refreshed once on 401), one shared reqwest client over HTTP/2, and the answer mapping of
+//! `answer.rs`. Retries are the sender's.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::RngExt;
+use futures::future::{BoxFuture, FutureExt};
 use yup_oauth2::authenticator::DefaultAuthenticator;
 
-use super::answer::{classify, parse_retry_after, Answer};
+use super::answer::{classify, parse_retry_after, Answer, RequestResult};
 use super::message::send_body;
 use crate::config::FcmConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{Counters, Metrics};
 use crate::notification::Notification;
+use crate::push::{Outcome, Provider, RetryReason};
 
 const SCOPES: [&str; 1] = ["https://www.googleapis.com/auth/firebase.messaging"];
+
+/// No answer from FCM (network, timeout) or no OAuth token to ask with.
+const TRANSPORT_ERROR: Answer = Answer::Retry {
+    reason: RetryReason::Transport,
+    retry_after: None,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FcmSetupError {
@@ -29,47 +36,17 @@ pub enum FcmSetupError {
     Http(#[from] reqwest::Error),
 }
 
-/// How one message ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Accepted,
-    /// FCM called the token UNREGISTERED.
-    Unregistered,
-    /// Gave up: a permanent error, or the retry budget ran out. The code is the last answer's.
-    Failed(&'static str),
-}
-
-struct RetryPolicy {
-    max_attempts: u32,
-    base: Duration,
-    max: Duration,
-}
-
-impl RetryPolicy {
-    /// Exponential backoff with jitter (50–100 % of the step); a Retry-After, when given, is
-    /// the floor. Both are capped by `max` so one message cannot hold a slot for long.
-    fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let step = self
-            .base
-            .saturating_mul(1 << attempt.saturating_sub(1).min(16))
-            .min(self.max);
-        let jittered = step.mul_f64(rand::rng().random_range(0.5..=1.0));
-        retry_after
-            .map_or(jittered, |ra| ra.max(jittered))
-            .min(self.max)
-    }
-}
-
-pub struct FcmClient {
+pub struct FcmProvider {
     http: reqwest::Client,
     auth: DefaultAuthenticator,
     url: String,
-    policy: RetryPolicy,
     metrics: Arc<Metrics>,
+    results: Counters<RequestResult>,
 }
 
-impl FcmClient {
-    pub async fn new(cfg: &FcmConfig, metrics: Arc<Metrics>) -> Result<FcmClient, FcmSetupError> {
+impl FcmProvider {
+    /// Reads the service-account key and builds the clients (no request yet).
+    pub async fn new(cfg: &FcmConfig, metrics: Arc<Metrics>) -> Result<FcmProvider, FcmSetupError> {
         let path = cfg.service_account.trim().to_string();
         let key = yup_oauth2::read_service_account_key(&path)
             .await
@@ -89,15 +66,11 @@ impl FcmClient {
             // No TLS means no ALPN to agree on HTTP/2: speak it from the first byte (h2c).
             http = http.http2_prior_knowledge();
         }
-        Ok(FcmClient {
+        Ok(FcmProvider {
             http: http.build()?,
             auth,
             url: format!("{endpoint}/v1/projects/{}/messages:send", cfg.project_id),
-            policy: RetryPolicy {
-                max_attempts: cfg.max_attempts,
-                base: Duration::from_millis(cfg.backoff_base_ms),
-                max: Duration::from_millis(cfg.backoff_max_ms),
-            },
+            results: metrics.fcm_results.counters(),
             metrics,
         })
     }
@@ -108,43 +81,34 @@ impl FcmClient {
         self.auth.token(&SCOPES).await.map(|_| ())
     }
 
-    /// Sends `n` to one device token, retrying transient failures within the budget.
-    #[tracing::instrument(skip_all, fields(notification_id = %n.id, user_id = %n.user_id))]
-    pub async fn deliver(&self, n: &Notification, token: &str) -> Outcome {
+    /// One request, and a second one with a fresh OAuth token if FCM refused ours.
+    async fn deliver(&self, n: &Notification, token: &str) -> Outcome {
         let body = bytes::Bytes::from(send_body(n, token));
-        let mut refreshed = false;
-        let mut force_refresh = false;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let answer = self.attempt(body.clone(), force_refresh).await;
-            force_refresh = false;
-            self.metrics.fcm_result(answer.label());
-            match answer {
-                Answer::Accepted => return Outcome::Accepted,
-                Answer::Unregistered => return Outcome::Unregistered,
-                Answer::Fatal { code } => {
-                    tracing::warn!(code, "FCM refused the message");
-                    return Outcome::Failed(code);
-                }
-                Answer::Unauthenticated if !refreshed => {
-                    // A revoked or expired token: fetch a fresh one and try again, once.
-                    refreshed = true;
-                    force_refresh = true;
-                    attempt -= 1;
-                }
-                Answer::Unauthenticated => return Outcome::Failed("unauthenticated"),
-                Answer::Retry { code, .. } if attempt >= self.policy.max_attempts => {
-                    tracing::warn!(code, attempt, "FCM send failed after the last attempt");
-                    return Outcome::Failed(code);
-                }
-                Answer::Retry { code, retry_after } => {
-                    let wait = self.policy.delay(attempt, retry_after);
-                    tracing::debug!(code, attempt, ?wait, "FCM send will be retried");
-                    tokio::time::sleep(wait).await;
-                }
-            }
+        let mut answer = self.request(body.clone(), false).await;
+        if answer == Answer::Unauthenticated {
+            // A revoked or expired token: fetch a fresh one and try again, once.
+            answer = self.request(body, true).await;
         }
+        match answer {
+            Answer::Accepted => Outcome::Accepted,
+            Answer::Unregistered => Outcome::TokenGone { at: None },
+            Answer::Retry {
+                reason,
+                retry_after,
+            } => Outcome::RetryAfter {
+                reason,
+                after: retry_after,
+            },
+            Answer::Unauthenticated => Outcome::AuthFailure,
+            Answer::Fatal { reason } => Outcome::Invalid { reason },
+        }
+    }
+
+    /// One request; its answer is counted.
+    async fn request(&self, body: bytes::Bytes, force_refresh: bool) -> Answer {
+        let answer = self.attempt(body, force_refresh).await;
+        self.results.inc(answer.result());
+        answer
     }
 
     async fn attempt(&self, body: bytes::Bytes, force_refresh: bool) -> Answer {
@@ -157,17 +121,11 @@ impl FcmClient {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "FCM OAuth token unavailable");
-                return Answer::Retry {
-                    code: "transport_error",
-                    retry_after: None,
-                };
+                return TRANSPORT_ERROR;
             }
         };
         let Some(token) = token.token() else {
-            return Answer::Retry {
-                code: "transport_error",
-                retry_after: None,
-            };
+            return TRANSPORT_ERROR;
         };
         let started = Instant::now();
         let response = self
@@ -181,10 +139,7 @@ impl FcmClient {
         let answer = match response {
             Err(e) => {
                 tracing::debug!(error = %e, "FCM request failed");
-                Answer::Retry {
-                    code: "transport_error",
-                    retry_after: None,
-                }
+                TRANSPORT_ERROR
             }
             Ok(resp) => {
                 let status = resp.status();
@@ -208,29 +163,8 @@ impl FcmClient {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_is_capped_and_honours_retry_after() {
-        let p = RetryPolicy {
-            max_attempts: 5,
-            base: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-        };
-        let d1 = p.delay(1, None);
-        assert!(d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100));
-        let d3 = p.delay(3, None);
-        assert!(d3 >= Duration::from_millis(200) && d3 <= Duration::from_millis(400));
-        assert!(p.delay(10, None) <= Duration::from_secs(1));
-        assert_eq!(
-            p.delay(1, Some(Duration::from_millis(700))),
-            Duration::from_millis(700)
-        );
-        assert_eq!(
-            p.delay(1, Some(Duration::from_secs(60))),
-            Duration::from_secs(1)
-        );
+impl Provider for FcmProvider {
+    fn send<'a>(&'a self, n: &'a Notification, token: &'a str) -> BoxFuture<'a, Outcome> {
+        self.deliver(n, token).boxed()
     }
 }
