@@ -13,7 +13,7 @@ macro_rules! reasons {
         /// One `reason` of Apple's "Handling notification responses from APNs" table.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum Reason {
-            $(#[allow(missing_docs)] $name,)+
+            $($name,)+
         }
 
         impl Reason {

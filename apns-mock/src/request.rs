@@ -31,27 +31,16 @@ pub(crate) const SINGLE_HEADERS: [&str; 7] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PushType {
-    #[allow(missing_docs)]
     Alert,
-    #[allow(missing_docs)]
     Background,
-    #[allow(missing_docs)]
     Location,
-    #[allow(missing_docs)]
     Voip,
-    #[allow(missing_docs)]
     Complication,
-    #[allow(missing_docs)]
     Fileprovider,
-    #[allow(missing_docs)]
     Mdm,
-    #[allow(missing_docs)]
     Liveactivity,
-    #[allow(missing_docs)]
     Pushtotalk,
-    #[allow(missing_docs)]
     Widgets,
-    #[allow(missing_docs)]
     Controls,
 }
 

@@ -27,13 +27,9 @@ pub const MAX_TOPIC_LEN: usize = 32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Urgency {
-    #[allow(missing_docs)]
     VeryLow,
-    #[allow(missing_docs)]
     Low,
-    #[allow(missing_docs)]
     Normal,
-    #[allow(missing_docs)]
     High,
 }
 
