@@ -23,6 +23,7 @@ use crate::delivery::redis::RedisLedger;
 use crate::delivery::{LedgerConfig, SharedLedger};
 use crate::fcm::{FcmSender, FcmSetupError};
 use crate::http::{routes, AppState};
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::router::NotificationRouter;
 use crate::store::{Store, StoreError};
@@ -127,6 +128,8 @@ impl App {
         let listener =
             crate::server::bind(addr).map_err(|source| BuildError::Bind { addr, source })?;
         let auth = Arc::new(Auth::new(&config.auth));
+        let names: Vec<&str> = auth.producer_names().iter().map(String::as_str).collect();
+        let limits = Arc::new(Limits::new(&config.limits, &names, &metrics));
         let state = AppState {
             config: Arc::new(config),
             auth,
@@ -135,6 +138,7 @@ impl App {
             broker,
             store,
             metrics,
+            limits,
         };
         Ok(App {
             state,

@@ -8,6 +8,7 @@
 //! - [`server`]: the accept loop (hyper connections, graceful shutdown).
 //! - [`http`]: the HTTP API: client streams and devices, producer API, operations.
 //! - [`auth`]: client JWTs and producer keys.
+//! - [`limits`]: rate limits per producer key, and per user and address on stream opens.
 //! - [`streams`]: the node's live streams, their bounded queues, and the SSE response body.
 //! - [`broker`]: presence and cross-node delivery (`Broker` trait; memory implementation).
 //! - [`delivery`]: confirmed delivery: records, ack deadlines, replay buffers, idempotency.
@@ -26,6 +27,7 @@ pub mod delivery;
 pub mod fcm;
 pub mod http;
 pub mod ids;
+pub mod limits;
 pub mod metrics;
 pub mod notification;
 pub mod router;
