@@ -98,7 +98,6 @@ mod tests {
         // An hour later: full, and still only 3.
         let later = SEC + 3600 * SEC;
         assert!(is_full(tat, later));
-        let mut tat = tat;
         for _ in 0..3 {
             tat = rate.take(tat, later, 1).unwrap();
         }

@@ -177,8 +177,8 @@ async fn serve_connection(
         Opening::Stream { uri, headers } => {
             // Held until the stream ends: a graceful shutdown waits for it.
             let _watcher = watcher;
-            let Conn { tcp, peer, _slot } = conn;
-            events_h1::serve(tcp, uri, headers, peer.ip(), &shared.state).await;
+            let peer = conn.peer.ip();
+            events_h1::serve(conn.tcp, uri, headers, peer, &shared.state).await;
         }
         Opening::Http1(read) => Box::pin(serve_h1(conn, read, shared, watcher)).await,
         Opening::Http2(read) => Box::pin(serve_h2(conn, read, shared, watcher, stop)).await,
