@@ -5,7 +5,8 @@
 //! # Layout
 //! - [`config`]: the configuration tree, file + environment layering, validation.
 //! - [`app`]: builds the application from its configuration; runs and drains it.
-//! - [`server`]: the accept loop (hyper connections, graceful shutdown).
+//! - [`server`]: the accept loop and the connection edge (cap, head and idle deadlines; hyper
+//!   connections, graceful shutdown).
 //! - [`http`]: the HTTP API: client streams and devices, producer API, operations.
 //! - [`auth`]: client JWTs and producer keys.
 //! - [`limits`]: rate limits per producer key, and per user and address on stream opens.

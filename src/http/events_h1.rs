@@ -3,9 +3,10 @@
 //! buffers, a cached header map and a write queue for each of them (bench/PROFILE-W1.md). Here
 //! an idle stream is its task, its socket's registration and the hub's `Stream`.
 //!
-//! Only the plain case is taken: `GET`, HTTP/1.1, no body, no `Origin` (CORS is the router's
-//! job), no upgrade. Anything else — and any head that does not parse — goes to hyper with the
-//! bytes read so far, where the same route answers it. Authentication, parameters, replay and
+//! The server reads a connection's first head and tells with [`parse_head`] whether it is one
+//! for this module: only the plain case is, `GET`, HTTP/1.1, no body, no `Origin` (CORS is the
+//! router's job), no upgrade. Anything else — and any head that does not parse — goes to hyper
+//! with the bytes read so far, where the same route answers it. Authentication, parameters, replay and
 //! registration are the route's own [`super::events::open`]; errors are its `ApiError`s.
 
 use std::future::poll_fn;
