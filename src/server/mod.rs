@@ -251,6 +251,7 @@ async fn serve_h2(
             tokio::time::timeout(GOAWAY_GRACE, serving).await.unwrap_or(Ok(()))
         }
     };
+    // HTTP/2 streams tell their own ends; what is left to count is a PING timeout.
     ended_cleanly(outcome, &shared, ConnTimeout::Ping);
     // Held until here: a graceful shutdown waits for the connection.
     drop(watcher);
