@@ -141,6 +141,8 @@ build() {
 
 SB_PID=
 # start_switchboard NAME PORT [VAR=value ...]: a fresh router with its own SQLite database.
+# The workloads push one producer key at full speed and thousands of streams per source address,
+# so the producer and per-address rate limits that guard a public node are off here.
 start_switchboard() {
     local name=$1 port=$2
     shift 2
@@ -154,6 +156,8 @@ start_switchboard() {
             SWITCHBOARD__STORE__URL="sqlite://$dir/switchboard.db?mode=rwc" \
             SWITCHBOARD__SSE__HEARTBEAT_SECS=15 \
             SWITCHBOARD__SSE__MAX_CONNECTIONS_PER_USER=8 \
+            SWITCHBOARD__LIMITS__PRODUCER_RATE_PER_SEC=0 \
+            SWITCHBOARD__LIMITS__STREAM_OPENS_PER_IP_PER_SEC=0 \
             "$@" "$BIN/switchboard" serve
     ) >"$RAW/$name.server.log" 2>&1 &
     SB_PID=$!

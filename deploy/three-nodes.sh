@@ -9,6 +9,8 @@
 # creates the database PGDATABASE if it is missing, installs nginx with apt-get if it is missing.
 # Every node inherits SWITCHBOARD__* from this environment (set SWITCHBOARD__AUTH__JWT_SECRET and
 # SWITCHBOARD__AUTH__PRODUCER_KEYS here for anything but a demo) and reads ./config.toml.
+# Behind nginx every client has nginx's address, so the per-address stream-open limit is off
+# on the nodes unless SWITCHBOARD__LIMITS__STREAM_OPENS_PER_IP_PER_SEC is set.
 # Logs and pid files: deploy/run/ (node1.log … node3.log, nginx/logs/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -88,6 +90,7 @@ start() {
         SWITCHBOARD__BROKER__KIND=redis \
         SWITCHBOARD__BROKER__REDIS_URL=$REDIS_URL \
         SWITCHBOARD__STORE__URL=postgres://$PGUSER@$PGHOST:$PGPORT/$PGDATABASE \
+        SWITCHBOARD__LIMITS__STREAM_OPENS_PER_IP_PER_SEC=${SWITCHBOARD__LIMITS__STREAM_OPENS_PER_IP_PER_SEC:-0} \
             setsid "$BIN" serve >>"$RUN/node$i.log" 2>&1 </dev/null &
         echo $! >"$RUN/node$i.pid"
         log "node$i started (pid $!, 127.0.0.1:$port, log deploy/run/node$i.log)"

@@ -17,6 +17,7 @@ use crate::auth::Auth;
 use crate::backend::{Backend, BackendError};
 use crate::config::Config;
 use crate::http::{routes, AppState};
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::push::{self, Sender};
 use crate::redact::{redact_secrets, redact_url};
@@ -105,6 +106,8 @@ impl App {
         let listener =
             crate::server::bind(addr).map_err(|source| BuildError::Bind { addr, source })?;
         let auth = Arc::new(Auth::new(&config.auth));
+        let names: Vec<&str> = auth.producer_names().iter().map(String::as_str).collect();
+        let limits = Arc::new(Limits::new(&config.limits, &names, &metrics));
         let state = AppState {
             config: Arc::new(config),
             auth,
@@ -113,6 +116,7 @@ impl App {
             broker,
             store,
             metrics,
+            limits,
         };
         Ok(App {
             state,

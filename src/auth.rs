@@ -119,6 +119,11 @@ impl Auth {
         &self.producer_names[p.0]
     }
 
+    /// Every producer's name, in `ProducerId` order.
+    pub fn producer_names(&self) -> &[String] {
+        &self.producer_names
+    }
+
     pub fn verify_client(&self, token: &str) -> Result<ClientClaims, AuthError> {
         let data = jsonwebtoken::decode::<ClientClaims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {

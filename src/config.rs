@@ -30,6 +30,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub devices: DevicesConfig,
     pub fcm: FcmConfig,
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -39,6 +40,13 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     pub node_id: String,
     pub shutdown_grace_secs: u64,
+    /// Open connections at most; 0 = derived from the process's file limit.
+    pub max_connections: usize,
+    pub header_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    /// 0 = no HTTP/2 keep-alive PINGs.
+    pub h2_keepalive_interval_secs: u64,
+    pub h2_keepalive_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -116,6 +124,24 @@ pub struct FcmConfig {
     pub request_timeout_secs: u64,
     pub queue_capacity: usize,
 }
+
+/// Rate limits; a rate of 0 turns that limit off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub producer_rate_per_sec: u32,
+    pub producer_burst: u32,
+    pub stream_opens_per_user_per_min: u32,
+    pub stream_opens_per_user_burst: u32,
+    pub stream_opens_per_ip_per_sec: u32,
+    pub stream_opens_per_ip_burst: u32,
+    /// Users (and, apart, addresses) whose stream-open buckets are kept at most.
+    pub max_tracked_keys: usize,
+}
+
+/// The largest `POST /v1/notify/batch`: a batch costs one token per item, so the producer
+/// burst must hold one.
+pub const MAX_BATCH: u32 = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -266,6 +292,7 @@ impl Config {
             );
         }
         self.validate_fcm(&mut errors);
+        self.validate_edge(&mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -317,6 +344,33 @@ impl Config {
             errors.push(format!(
                 "auth.jwt_secret is {len} bytes; server.listen = {listen:?} is not a loopback address, which needs at least {MIN_JWT_SECRET_BYTES} (e.g. openssl rand -base64 48)"
             ));
+        }
+    }
+
+    fn validate_edge(&self, errors: &mut Vec<String>) {
+        let server = &self.server;
+        if server.header_timeout_secs == 0 || server.idle_timeout_secs == 0 {
+            errors.push(
+                "server.header_timeout_secs and server.idle_timeout_secs must be at least 1".into(),
+            );
+        }
+        if server.h2_keepalive_interval_secs > 0 && server.h2_keepalive_timeout_secs == 0 {
+            errors.push("server.h2_keepalive_timeout_secs must be at least 1".into());
+        }
+        let limits = &self.limits;
+        if limits.producer_rate_per_sec > 0 && limits.producer_burst < MAX_BATCH {
+            errors.push(format!(
+                "limits.producer_burst must be at least {MAX_BATCH}: a batch of {MAX_BATCH} costs that many tokens"
+            ));
+        }
+        if limits.stream_opens_per_user_burst == 0 || limits.stream_opens_per_ip_burst == 0 {
+            errors.push(
+                "limits.stream_opens_per_user_burst and limits.stream_opens_per_ip_burst must be at least 1"
+                    .into(),
+            );
+        }
+        if limits.max_tracked_keys < 1000 {
+            errors.push("limits.max_tracked_keys must be at least 1000".into());
         }
     }
 
@@ -499,6 +553,15 @@ mod tests {
             err.contains("fcm.endpoint") && !err.contains("s3cret"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_producer_burst_smaller_than_a_batch_is_explained() {
+        let err = with("[limits]\nproducer_burst = 10")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.producer_burst"), "{err}");
+        assert!(with("[limits]\nproducer_rate_per_sec = 0\nproducer_burst = 10").is_ok());
     }
 
     #[test]

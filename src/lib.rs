@@ -5,9 +5,11 @@
 //! # Layout
 //! - [`config`]: the configuration tree, file + environment layering, validation.
 //! - [`app`]: builds the application from its configuration; runs and drains it.
-//! - [`server`]: the accept loop (hyper connections, graceful shutdown).
+//! - [`server`]: the accept loop and the connection edge (cap, head and idle deadlines; hyper
+//!   connections, graceful shutdown).
 //! - [`http`]: the HTTP API: client streams and devices, producer API, operations.
 //! - [`auth`]: client JWTs and producer keys.
+//! - [`limits`]: rate limits per producer key, and per user and address on stream opens.
 //! - [`router`]: the routing decision (SSE or push) and the fallback path.
 //! - [`streams`]: the node's live streams, their bounded queues, and the SSE response body.
 //! - [`push`]: how notifications reach devices without a stream: the `Provider` trait (one
@@ -29,6 +31,7 @@ pub mod backend;
 pub mod config;
 pub mod http;
 pub mod ids;
+pub mod limits;
 pub mod metrics;
 pub mod notification;
 pub mod push;

@@ -123,6 +123,48 @@ impl Dependency {
     }
 }
 
+/// Why the server closed a connection on a timer (`switchboard_connection_timeouts_total{kind}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnTimeout {
+    /// The request head (HTTP/2: the preface or the first request) did not arrive in time.
+    Header,
+    /// Nothing was in flight on it for `server.idle_timeout_secs`.
+    Idle,
+    /// An HTTP/2 keep-alive PING went unanswered.
+    Ping,
+}
+
+impl ConnTimeout {
+    pub const ALL: [ConnTimeout; 3] = [ConnTimeout::Header, ConnTimeout::Idle, ConnTimeout::Ping];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnTimeout::Header => "header",
+            ConnTimeout::Idle => "idle",
+            ConnTimeout::Ping => "ping",
+        }
+    }
+}
+
+/// Whose stream opens a per-key limit counts (`scope` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenScope {
+    User,
+    /// A source address (IPv6: its /64).
+    Address,
+}
+
+impl OpenScope {
+    pub const ALL: [OpenScope; 2] = [OpenScope::User, OpenScope::Address];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpenScope::User => "user",
+            OpenScope::Address => "ip",
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     pub sse_connections: Gauge,
@@ -156,6 +198,12 @@ pub struct Metrics {
     readiness_failures: [Counter; 2],
     pub devices_refused: Counter,
     pub idempotency_evictions: Counter,
+    pub connections: Gauge,
+    pub connections_refused: Counter,
+    conn_timeouts: [Counter; 3],
+    producer_rate_limited: Family<[(&'static str, String); 1], Counter>,
+    stream_opens_limited: [Counter; 2],
+    rate_limit_keys: [Gauge; 2],
 }
 
 fn family(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
@@ -326,6 +374,46 @@ impl Metrics {
             "Idempotency keys dropped before their 24 h at delivery.max_idempotency_keys (memory broker)",
             idempotency_evictions.clone(),
         );
+        let connections = Gauge::default();
+        r.register(
+            "switchboard_connections",
+            "Open TCP connections (streams, producers' and idle keep-alive ones)",
+            connections.clone(),
+        );
+        let connections_refused = Counter::default();
+        r.register(
+            "switchboard_connections_refused",
+            "Connections refused at server.max_connections (503 or closed at once)",
+            connections_refused.clone(),
+        );
+        let f = family(
+            &mut r,
+            "switchboard_connection_timeouts",
+            "Connections the server closed on a timer, by kind (header, idle, ping)",
+        );
+        let conn_timeouts =
+            ConnTimeout::ALL.map(|t| f.get_or_create_owned(&[("kind", t.as_str())]));
+        let producer_rate_limited = Family::default();
+        r.register(
+            "switchboard_producer_rate_limited",
+            "Producer requests refused with 429 rate_limited, by producer (the key's non-secret name)",
+            producer_rate_limited.clone(),
+        );
+        let f = family(
+            &mut r,
+            "switchboard_stream_opens_limited",
+            "Stream opens refused with 429 too_many_reconnects, by scope (user, ip)",
+        );
+        let stream_opens_limited =
+            OpenScope::ALL.map(|s| f.get_or_create_owned(&[("scope", s.as_str())]));
+        let f = Family::<Labels, Gauge>::default();
+        r.register(
+            "switchboard_rate_limit_keys",
+            "Keys whose stream-open buckets are kept, by scope (user, ip)",
+            f.clone(),
+        );
+        let rate_limit_keys =
+            OpenScope::ALL.map(|s| f.get_or_create_owned(&[("scope", s.as_str())]));
         Metrics {
             registry: r,
             sse_connections,
@@ -354,7 +442,31 @@ impl Metrics {
             readiness_failures,
             devices_refused,
             idempotency_evictions,
+            connections,
+            connections_refused,
+            conn_timeouts,
+            producer_rate_limited,
+            stream_opens_limited,
+            rate_limit_keys,
         }
+    }
+
+    pub fn conn_timeout(&self, kind: ConnTimeout) {
+        self.conn_timeouts[kind as usize].inc();
+    }
+
+    /// The refusal counter of the producer named `name` (its key's non-secret name).
+    pub fn producer_rate_limited(&self, name: &str) -> Counter {
+        self.producer_rate_limited
+            .get_or_create_owned(&[("producer", name.to_string())])
+    }
+
+    pub fn stream_opens_limited(&self, scope: OpenScope) -> Counter {
+        self.stream_opens_limited[scope as usize].clone()
+    }
+
+    pub fn rate_limit_keys(&self, scope: OpenScope) -> Gauge {
+        self.rate_limit_keys[scope as usize].clone()
     }
 
     pub fn readiness_failure(&self, component: Dependency) {
@@ -421,6 +533,11 @@ mod tests {
             "switchboard_fcm_latency_seconds_count",
             "switchboard_acks_total{result=\"no\"} 1",
             "switchboard_acks_total{result=\"yes\"} 0",
+            "switchboard_connections 0",
+            "switchboard_connections_refused_total 0",
+            "switchboard_connection_timeouts_total{kind=\"idle\"} 0",
+            "switchboard_stream_opens_limited_total{scope=\"ip\"} 0",
+            "switchboard_rate_limit_keys{scope=\"user\"} 0",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

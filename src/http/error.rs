@@ -6,6 +6,7 @@ use axum::Json;
 use http::{header, HeaderValue, StatusCode};
 
 use crate::auth::AuthError;
+use crate::limits::{Limited, Scope};
 use crate::notification::Invalid;
 use crate::router::RouteError;
 use crate::store::StoreError;
@@ -151,6 +152,29 @@ impl From<OpenError> for ApiError {
                 ApiError::unavailable("shutting_down", "this node is shutting down", 1)
             }
             OpenError::Broker(b) => ApiError::broker_unavailable("opening a stream", b),
+        }
+    }
+}
+
+impl From<Limited> for ApiError {
+    fn from(e: Limited) -> ApiError {
+        let (code, message) = match e.scope {
+            Scope::Producer => (
+                "rate_limited",
+                "this producer key is over its rate limit (one token per notification)",
+            ),
+            Scope::User => (
+                "too_many_reconnects",
+                "this user opens streams too often; reconnect after Retry-After",
+            ),
+            Scope::Address => (
+                "too_many_reconnects",
+                "this address opens streams too often; reconnect after Retry-After",
+            ),
+        };
+        ApiError {
+            retry_after: Some(e.retry_after_secs()),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
         }
     }
 }

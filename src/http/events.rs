@@ -1,9 +1,10 @@
 //! `GET /v1/events`: a client's Server-Sent Events stream.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::response::Response;
 use axum::Extension;
 use http::{header, HeaderMap, StatusCode, Uri, Version};
@@ -41,11 +42,12 @@ pub(crate) const STREAM_HEADERS: [(&str, &str); 3] = [
 pub async fn open_stream(
     State(state): State<AppState>,
     conn: Option<Extension<Arc<ConnWatch>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     version: Version,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let stream = open(&state, &headers, &uri).await?;
+    let stream = open(&state, &headers, &uri, peer.ip()).await?;
     // On HTTP/1 the connection's outcome tells a clean close from a broken one.
     let conn = match version {
         Version::HTTP_10 | Version::HTTP_11 => conn.map(|Extension(c)| c),
@@ -59,14 +61,17 @@ pub async fn open_stream(
     response.body(Body::new(body)).map_err(ApiError::internal)
 }
 
-/// Authenticates a stream request, checks its parameters, fetches what a reconnecting client
-/// missed and registers the stream with the hub.
+/// Checks the stream-open rate limits of `peer` (first, so that a loop of refused requests
+/// counts too) and of the user, authenticates the request, checks its parameters, fetches what
+/// a reconnecting client missed and registers the stream with the hub.
 #[tracing::instrument(skip_all, fields(user_id))]
 pub(crate) async fn open(
     state: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
+    peer: IpAddr,
 ) -> Result<Arc<Stream>, ApiError> {
+    state.limits.stream_open_from(peer)?;
     let Query(q) = Query::<EventsQuery>::try_from_uri(uri)
         .map_err(|e| ApiError::bad_request(e.body_text()))?;
     let token = bearer(headers.get(header::AUTHORIZATION))
@@ -74,6 +79,7 @@ pub(crate) async fn open(
         .ok_or(AuthError::Missing)?;
     let claims = state.auth.verify_client(token)?;
     tracing::Span::current().record("user_id", claims.sub.as_str());
+    state.limits.stream_open_by(&claims.sub)?;
     let mut request = stream_request(&claims, &q)?;
     let last_event_id = headers
         .get("last-event-id")

@@ -3,13 +3,15 @@
 //! buffers, a cached header map and a write queue for each of them (bench/PROFILE-W1.md). Here
 //! an idle stream is its task, its socket's registration and the hub's `Stream`.
 //!
-//! Only the plain case is taken: `GET`, HTTP/1.1, no body, no `Origin` (CORS is the router's
-//! job), no upgrade. Anything else — and any head that does not parse — goes to hyper with the
-//! bytes read so far, where the same route answers it. Authentication, parameters, replay and
+//! The server reads a connection's first head and tells with [`parse_head`] whether it is one
+//! for this module: only the plain case is, `GET`, HTTP/1.1, no body, no `Origin` (CORS is the
+//! router's job), no upgrade. Anything else — and any head that does not parse — goes to hyper
+//! with the bytes read so far, where the same route answers it. Authentication, parameters, replay and
 //! registration are the route's own [`super::events::open`]; errors are its `ApiError`s.
 
 use std::future::poll_fn;
 use std::io::{self, IoSlice, Write as _};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -26,48 +28,35 @@ use super::events::{open, STREAM_HEADERS};
 use super::AppState;
 use crate::streams::{ConnWatch, SseBody};
 
-/// What such a connection starts with (then `?` or a space).
-pub const REQUEST_LINE_START: &[u8] = b"GET /v1/events";
-/// A longer head is handed to hyper, under its own limits.
-const MAX_HEAD: usize = 16 * 1024;
+/// A longer head is handed to hyper, which answers it 431 under the same limit.
+pub const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 48;
 
-/// A request head read off the socket.
-pub enum Head {
+/// What the first bytes of an HTTP/1 connection are.
+pub enum ParsedHead {
+    /// An incomplete head, still under [`MAX_HEAD`]: more bytes are needed.
+    Partial,
     /// A stream request this module answers.
     Stream { uri: Uri, headers: HeaderMap },
-    /// Everything else: the bytes read so far, for hyper to read first.
-    Other(Bytes),
+    /// Anything else, including a head that does not parse or is too long: hyper reads it.
+    Other,
 }
 
-/// Reads the request head of a connection whose first bytes are [`REQUEST_LINE_START`].
-/// `None` when the client closed before finishing it.
-pub async fn read_head(tcp: &mut TcpStream) -> io::Result<Option<Head>> {
-    let mut buf = Vec::with_capacity(1024);
-    loop {
-        if tokio::io::AsyncReadExt::read_buf(tcp, &mut buf).await? == 0 {
-            return Ok(None);
+/// Classifies the bytes read so far of a connection's first request.
+pub fn parse_head(buf: &[u8]) -> ParsedHead {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => {
+            plain_stream_request(&req).unwrap_or(ParsedHead::Other)
         }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf) {
-            Ok(httparse::Status::Complete(_)) => {
-                return Ok(Some(
-                    plain_stream_request(&req).unwrap_or(Head::Other(buf.into())),
-                ))
-            }
-            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {
-                if buf.len() == buf.capacity() {
-                    buf.reserve(buf.len());
-                }
-            }
-            _ => return Ok(Some(Head::Other(buf.into()))),
-        }
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => ParsedHead::Partial,
+        _ => ParsedHead::Other,
     }
 }
 
 /// The request as the route would see it, if it is one this module takes.
-fn plain_stream_request(req: &httparse::Request<'_, '_>) -> Option<Head> {
+fn plain_stream_request(req: &httparse::Request<'_, '_>) -> Option<ParsedHead> {
     if req.method != Some("GET") || req.version != Some(1) {
         return None;
     }
@@ -89,16 +78,23 @@ fn plain_stream_request(req: &httparse::Request<'_, '_>) -> Option<Head> {
         }
         headers.append(name, HeaderValue::from_bytes(h.value).ok()?);
     }
-    Some(Head::Stream {
+    Some(ParsedHead::Stream {
         uri: Uri::try_from(path).ok()?,
         headers,
     })
 }
 
-/// Opens the stream and writes it until it ends, then closes the connection.
-pub async fn serve(mut tcp: TcpStream, uri: Uri, headers: HeaderMap, state: &AppState) {
+/// Opens the stream of a client at `peer` and writes it until it ends, then closes the
+/// connection.
+pub async fn serve(
+    mut tcp: TcpStream,
+    uri: Uri,
+    headers: HeaderMap,
+    peer: IpAddr,
+    state: &AppState,
+) {
     // Boxed: authentication and replay are large futures, needed only while opening.
-    let opened = Box::pin(open(state, &headers, &uri)).await;
+    let opened = Box::pin(open(state, &headers, &uri, peer)).await;
     drop((uri, headers));
     let stream = match opened {
         Ok(stream) => stream,
@@ -255,23 +251,23 @@ fn finish_head(out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
-    fn parse(head: &str) -> Option<Head> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        assert!(req.parse(head.as_bytes()).unwrap().is_complete());
-        plain_stream_request(&req)
+    fn parse(head: &str) -> ParsedHead {
+        parse_head(head.as_bytes())
     }
 
     #[test]
     fn takes_plain_stream_requests_only() {
-        let Some(Head::Stream { uri, headers }) = parse(
+        let ParsedHead::Stream { uri, headers } = parse(
             "GET /v1/events?topics=a,b HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\r\n",
         ) else {
             panic!("a plain stream request")
         };
         assert_eq!(uri.query(), Some("topics=a,b"));
         assert_eq!(headers["authorization"], "Bearer t");
-        assert!(parse("GET /v1/events HTTP/1.1\r\nContent-Length: 0\r\n\r\n").is_some());
+        assert!(matches!(
+            parse("GET /v1/events HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+            ParsedHead::Stream { .. }
+        ));
         for other in [
             "GET /v1/events HTTP/1.0\r\n\r\n",
             "GET /v1/eventsx HTTP/1.1\r\n\r\n",
@@ -280,8 +276,33 @@ mod tests {
             "GET /v1/events HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
             "GET /v1/events HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
         ] {
-            assert!(parse(other).is_none(), "{other}");
+            assert!(matches!(parse(other), ParsedHead::Other), "{other}");
         }
+    }
+
+    #[test]
+    fn a_head_is_partial_until_complete_or_too_long() {
+        assert!(matches!(parse("G"), ParsedHead::Partial));
+        assert!(matches!(
+            parse("GET /v1/events HTTP/1.1\r\nHost: x\r\n"),
+            ParsedHead::Partial
+        ));
+        assert!(matches!(
+            parse("POST /v1/notify HTTP/1.1\r\n"),
+            ParsedHead::Partial
+        ));
+        assert!(matches!(
+            parse("POST /v1/notify HTTP/1.1\r\nHost: x\r\n\r\n{"),
+            ParsedHead::Other
+        ));
+        let long = format!("GET /v1/events HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX_HEAD));
+        assert!(matches!(parse(&long), ParsedHead::Other));
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
+        let many = format!("GET /v1/events HTTP/1.1\r\n{many}\r\n");
+        assert!(
+            matches!(parse(&many), ParsedHead::Other),
+            "too many headers: hyper's"
+        );
     }
 
     /// Runs `pump` for a stream the test has ended, and returns what the client read.

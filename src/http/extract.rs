@@ -70,7 +70,8 @@ fn body_error(e: BytesRejection) -> ApiError {
     }
 }
 
-/// The calling producer (`Authorization: Bearer <producer key>`).
+/// The calling producer (`Authorization: Bearer <producer key>`), charged one token of its
+/// rate limit: every producer route takes this, so none escapes the limit.
 pub struct Producer(pub ProducerId);
 
 impl FromRequestParts<AppState> for Producer {
@@ -78,7 +79,9 @@ impl FromRequestParts<AppState> for Producer {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let key = bearer(parts.headers.get(header::AUTHORIZATION)).ok_or(AuthError::Missing)?;
-        Ok(Producer(state.auth.verify_producer(key)?))
+        let producer = state.auth.verify_producer(key)?;
+        state.limits.charge_producer(producer, 1)?;
+        Ok(Producer(producer))
     }
 }
 

@@ -21,6 +21,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::auth::Auth;
 use crate::backend::Broker;
 use crate::config::Config;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::router::NotificationRouter;
 use crate::store::Store;
@@ -42,6 +43,7 @@ pub struct AppState {
     pub broker: Arc<dyn Broker>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    pub limits: Arc<Limits>,
 }
 
 pub fn routes(state: AppState) -> Router {

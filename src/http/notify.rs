@@ -16,7 +16,7 @@ use crate::ids;
 use crate::notification::{check_idempotency_key, BroadcastRequest, NotifyRequest};
 
 /// Most notifications in one batch.
-const MAX_BATCH: usize = 1000;
+const MAX_BATCH: usize = crate::config::MAX_BATCH as usize;
 
 /// How long a request waits for another in-flight request with the same idempotency key.
 const IDEMPOTENCY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -108,7 +108,8 @@ pub struct BatchRequest {
     notifications: Vec<serde_json::Value>,
 }
 
-/// Each item is checked and routed on its own; the answer lists results in request order.
+/// Each item is checked and routed on its own; the answer lists results in request order. The
+/// batch costs one rate-limit token per item, all or nothing (the `Producer` took the first).
 #[tracing::instrument(skip_all, fields(producer = producer.0 .0))]
 pub async fn notify_batch(
     State(state): State<AppState>,
@@ -120,6 +121,8 @@ pub async fn notify_batch(
             "notifications must hold 1 to {MAX_BATCH} items"
         )));
     }
+    let more = req.notifications.len() as u64 - 1;
+    state.limits.charge_producer(producer.0, more)?;
     let routed = req.notifications.into_iter().map(|item| {
         let state = &state;
         async move {
