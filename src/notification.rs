@@ -311,6 +311,9 @@ impl BroadcastRequest {
 
 impl Broadcast {
     /// The SSE frame, serialised once per broadcast per node whatever the number of subscribers.
+    /// It has no `id:` line (the id is in its data): a client's last event id must stay the
+    /// last notification's, the only kind a reconnect can replay; a broadcast id there would
+    /// turn every reconnect after a broadcast into `event: reset`.
     pub fn frame(&self) -> Bytes {
         self.frame
             .get_or_init(|| {
@@ -327,7 +330,7 @@ impl Broadcast {
                     data: &self.data,
                     sent_at: self.sent_at,
                 };
-                sse_frame(&self.id, "broadcast", &payload)
+                sse_frame("", "broadcast", &payload)
             })
             .clone()
     }

@@ -418,7 +418,9 @@ async fn broadcast_reaches_topic_subscribers_only() {
     for s in [&mut chat1, &mut chat2] {
         let ev = s.next_event(WAIT).await.expect("broadcast");
         assert_eq!(ev.event.as_deref(), Some("broadcast"));
-        assert_eq!(ev.id.as_deref(), answer["id"].as_str());
+        // No `id:` line: the client's last event id stays its last notification's.
+        assert_eq!(ev.id, None);
+        assert_eq!(ev.json()["id"], answer["id"]);
         assert_eq!(ev.json()["topic"], "live-chat");
         assert_eq!(ev.json()["data"]["msg"], "hi");
     }
@@ -586,6 +588,19 @@ async fn cors_allows_configured_origins_only() {
     );
     let other = preflight("https://evil.example").await.unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
+    let answer = app
+        .http
+        .get(app.url("/v1/events"))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    let exposed = answer.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("retry-after"), "{exposed}");
 }
 
 #[tokio::test]

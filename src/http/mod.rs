@@ -107,6 +107,8 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
                 header::CONTENT_TYPE,
                 HeaderName::from_static("last-event-id"),
             ])
+            // A browser client backs off by it on 429 and 503, so it must be able to read it.
+            .expose_headers([header::RETRY_AFTER])
             .max_age(Duration::from_secs(600)),
     )
 }
