@@ -5,7 +5,7 @@ pub fn valid_user_id(s: &str) -> bool {
     valid(s, |b| b.is_ascii_alphanumeric() || b"._:@-".contains(&b))
 }
 
-/// Device ids: 1–128 bytes of `[A-Za-z0-9._:-]` (API.md).
+/// Device ids: 1–128 bytes of `[A-Za-z0-9._:-]` (docs/API.md).
 pub fn valid_device_id(s: &str) -> bool {
     valid(s, |b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
 }

@@ -1,4 +1,4 @@
-//! Every metric name in one place (API.md §4), with the label values resolved once so the hot
+//! Every metric name in one place (docs/API.md), with the label values resolved once so the hot
 //! paths only touch atomics.
 
 use prometheus_client::metrics::counter::Counter;
@@ -44,8 +44,11 @@ impl DisconnectReason {
     }
 }
 
-/// The routing decision reported to producers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// The routing decision reported to producers: `sse` (a live stream on some node), `fcm` (no
+/// stream: sent to the user's registered devices) or `none` (no stream, no device).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Route {
     Sse,

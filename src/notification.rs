@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::ids;
 
@@ -19,25 +20,37 @@ pub const ID_DATA_KEY: &str = "switchboard_id";
 /// FCM's longest time to live (28 days).
 const MAX_TTL_SECS: u32 = 2_419_200;
 
-#[derive(Debug, Clone, Deserialize)]
+/// A notification for one user. At least one of `data` and `notification`; together, as FCM
+/// measures them, they must fit FCM's 4096 bytes.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyRequest {
     pub user_id: String,
+    /// String to string, as in FCM. Keys FCM reserves (`from`, `notification`,
+    /// `message_type`, `google.*`, `gcm.*`) and `switchboard_id` are refused.
     #[serde(default)]
     pub data: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub notification: Option<Content>,
+    /// How long FCM keeps it for an offline device (FCM's default when absent).
     #[serde(default)]
+    #[schema(maximum = 2419200)]
     pub ttl_secs: Option<u32>,
     #[serde(default)]
     pub priority: Option<Priority>,
+    /// FCM's collapse key: an offline device gets only the latest with the same key.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub collapse_key: Option<String>,
+    /// A repeat with the same key (same producer key, within 24 h, any node) gets the first
+    /// answer and sends nothing.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     pub idempotency_key: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// What a device shows (FCM's `notification`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Content {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -48,7 +61,8 @@ pub struct Content {
     pub image: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+/// FCM's message priority (`high` when absent).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     #[default]
@@ -56,10 +70,13 @@ pub enum Priority {
     Normal,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// An event for every live stream that follows `topic`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BroadcastRequest {
     pub topic: String,
+    /// Any JSON object; it reaches the streams as it is.
+    #[schema(value_type = Object)]
     pub data: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -246,16 +263,7 @@ impl Notification {
     pub fn frame(&self) -> Bytes {
         self.frame
             .get_or_init(|| {
-                #[derive(Serialize)]
-                struct Payload<'a> {
-                    id: &'a str,
-                    #[serde(skip_serializing_if = "Option::is_none")]
-                    data: Option<&'a BTreeMap<String, String>>,
-                    #[serde(skip_serializing_if = "Option::is_none")]
-                    notification: Option<&'a Content>,
-                    sent_at: u64,
-                }
-                let payload = Payload {
+                let payload = NotificationEvent {
                     id: &self.id,
                     data: self.data.as_ref(),
                     notification: self.notification.as_ref(),
@@ -298,14 +306,7 @@ impl Broadcast {
     pub fn frame(&self) -> Bytes {
         self.frame
             .get_or_init(|| {
-                #[derive(Serialize)]
-                struct Payload<'a> {
-                    id: &'a str,
-                    topic: &'a str,
-                    data: &'a serde_json::Map<String, serde_json::Value>,
-                    sent_at: u64,
-                }
-                let payload = Payload {
+                let payload = BroadcastEvent {
                     id: &self.id,
                     topic: &self.topic,
                     data: &self.data,
@@ -315,6 +316,33 @@ impl Broadcast {
             })
             .clone()
     }
+}
+
+/// The `data:` of an `event: notification`.
+#[derive(Serialize, ToSchema)]
+pub struct NotificationEvent<'a> {
+    /// The notification id (also the event's `id:`).
+    pub id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
+    pub data: Option<&'a BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Content>)]
+    pub notification: Option<&'a Content>,
+    /// Accept time, unix ms.
+    pub sent_at: u64,
+}
+
+/// The `data:` of an `event: broadcast`.
+#[derive(Serialize, ToSchema)]
+pub struct BroadcastEvent<'a> {
+    /// The broadcast id (also the event's `id:`).
+    pub id: &'a str,
+    pub topic: &'a str,
+    #[schema(value_type = Object)]
+    pub data: &'a serde_json::Map<String, serde_json::Value>,
+    /// Accept time, unix ms.
+    pub sent_at: u64,
 }
 
 /// One SSE event. Compact JSON has no raw newlines, so one `data:` line carries it.

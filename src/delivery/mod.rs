@@ -29,7 +29,7 @@ use crate::broker::BrokerFuture;
 use crate::metrics::Route;
 use crate::notification::SharedNotification;
 
-/// How long an idempotency key is remembered (API.md: 24 h).
+/// How long an idempotency key is remembered (docs/API.md: 24 h).
 pub const IDEMPOTENCY_TTL_MS: u64 = 24 * 3600 * 1000;
 /// How long a deadline sweep owns a claimed notification before another node may take it
 /// over (long enough for FCM's retry budget; a node that died while sending is the only
@@ -48,9 +48,9 @@ pub struct LedgerConfig {
     pub max_records: usize,
 }
 
-/// A notification's lifecycle (API.md §3). `pending` and `delivered` can still change; the
+/// A notification's lifecycle (docs/API.md). `pending` and `delivered` can still change; the
 /// others are final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Pending,
@@ -168,7 +168,7 @@ pub struct RawRecord {
 }
 
 /// `GET /v1/notifications/{id}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RecordView {
     pub id: String,
     pub user_id: String,
@@ -178,7 +178,7 @@ pub struct RecordView {
     pub deliveries: Vec<DeliveryView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
     pub device_id: Option<String>,
     pub channel: &'static str,

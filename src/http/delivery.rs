@@ -5,9 +5,11 @@ use axum::extract::{Path, State};
 use axum::Json;
 use http::StatusCode;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::{Client, JsonBody, Producer};
+use super::openapi::{BadRequest, BodyErrors, ClientErrors, NotFound, ProducerErrors};
 use super::AppState;
 use crate::delivery::{AckResult, RecordView};
 use crate::ids;
@@ -15,9 +17,11 @@ use crate::ids;
 /// Most ids in one ack.
 const MAX_ACK_IDS: usize = 1000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AckRequest {
+    /// Ids of notifications this client received (their SSE `id:`).
+    #[schema(min_items = 1, max_items = 1000)]
     ids: Vec<String>,
 }
 
@@ -28,6 +32,19 @@ fn ledger_unavailable(state: &AppState, e: impl std::fmt::Display) -> ApiError {
 
 /// Confirms receipt. Only the notification's own user can ack it: other users' ids, and ids
 /// past their retention, are ignored (and counted).
+#[utoipa::path(
+    post,
+    path = "/v1/ack",
+    tag = "client",
+    operation_id = "ack",
+    security(("client_jwt" = [])),
+    request_body = AckRequest,
+    responses(
+        (status = 204, description = "Confirmed (unknown and other users' ids are ignored)."),
+        BodyErrors,
+        ClientErrors,
+    )
+)]
 pub async fn ack(
     State(state): State<AppState>,
     Client(claims): Client,
@@ -56,6 +73,21 @@ pub async fn ack(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// What became of a notification: its route, its status, and each delivery.
+#[utoipa::path(
+    get,
+    path = "/v1/notifications/{id}",
+    tag = "producer",
+    operation_id = "notification_status",
+    security(("producer_key" = [])),
+    params(("id" = String, Path, description = "The id `POST /v1/notify` answered.")),
+    responses(
+        (status = 200, description = "The notification's record.", body = RecordView),
+        NotFound,
+        BadRequest,
+        ProducerErrors,
+    )
+)]
 pub async fn status(
     State(state): State<AppState>,
     _producer: Producer,

@@ -4,16 +4,20 @@ use axum::extract::{Path, State};
 use axum::Json;
 use http::StatusCode;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::{Client, JsonBody};
+use super::openapi::{BadRequest, BodyErrors, ClientErrors, NotFound, TooManyDevices};
 use super::AppState;
 use crate::ids;
 use crate::store::{Device, Platform};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    /// The app's FCM registration token (a credential: never shown back).
+    #[schema(min_length = 1, max_length = 4096, pattern = r"^\S+$")]
     fcm_token: String,
     platform: Platform,
 }
@@ -28,6 +32,26 @@ fn check_device_id(device_id: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Registers the calling user's device, or replaces its FCM token: where the user's
+/// notifications go when the user has no live stream.
+#[utoipa::path(
+    put,
+    path = "/v1/devices/{device_id}",
+    tag = "client",
+    operation_id = "register_device",
+    security(("client_jwt" = [])),
+    params(("device_id" = String, Path, description = "The app's own name for this device.")),
+    request_body = RegisterRequest,
+    responses(
+        (status = 200, description = "Registered.", body = Device,
+            links(("remove" = (operation_id = "remove_device", parameters(("device_id" = "$request.path.device_id")),
+                description = "Removes the device just registered.")))),
+        TooManyDevices,
+        NotFound,
+        BodyErrors,
+        ClientErrors,
+    )
+)]
 pub async fn register(
     State(state): State<AppState>,
     Client(claims): Client,
@@ -49,6 +73,21 @@ pub async fn register(
     Ok(Json(device))
 }
 
+/// Removes one of the calling user's devices.
+#[utoipa::path(
+    delete,
+    path = "/v1/devices/{device_id}",
+    tag = "client",
+    operation_id = "remove_device",
+    security(("client_jwt" = [])),
+    params(("device_id" = String, Path, description = "The device, as registered.")),
+    responses(
+        (status = 204, description = "Removed."),
+        NotFound,
+        BadRequest,
+        ClientErrors,
+    )
+)]
 pub async fn remove(
     State(state): State<AppState>,
     Client(claims): Client,

@@ -4,6 +4,8 @@
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::{header, HeaderValue, StatusCode};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::auth::AuthError;
 use crate::notification::Invalid;
@@ -70,9 +72,59 @@ impl ApiError {
         )
     }
 
-    pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({"error": {"code": self.code, "message": self.message}})
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message.clone(),
+            },
+        }
     }
+}
+
+/// The body of every error answer, and of a refused item in a batch.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error, example = json!({"error": {"code": "invalid_request", "message": "notifications must hold 1 to 1000 items"}}))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable: what programs match on (docs/API.md lists every code).
+    #[schema(value_type = ErrorCode)]
+    pub code: &'static str,
+    /// For people; its wording may change.
+    pub message: String,
+}
+
+/// Every error code the API answers with (the contract's list; handlers use the strings).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ErrorCode {
+    InvalidJson,
+    InvalidRequest,
+    MissingToken,
+    InvalidToken,
+    TokenExpired,
+    Forbidden,
+    TopicNotAllowed,
+    NotFound,
+    MethodNotAllowed,
+    IdempotencyKeyInUse,
+    TooManyDevices,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    TooManyStreams,
+    TooManyReconnects,
+    RateLimited,
+    Overloaded,
+    BrokerUnavailable,
+    ShuttingDown,
+    NotReady,
+    TooManyConnections,
+    Internal,
 }
 
 impl IntoResponse for ApiError {

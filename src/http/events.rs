@@ -8,8 +8,12 @@ use axum::response::Response;
 use axum::Extension;
 use http::{header, HeaderMap, StatusCode, Uri, Version};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::error::ApiError;
+use super::openapi::{
+    BadRequest, ClientErrors, StreamEvent, TooManyStreams, TopicNotAllowed, STREAM_DESCRIPTION,
+};
 use super::AppState;
 use crate::auth::{bearer, AuthError, ClientClaims};
 use crate::ids;
@@ -19,12 +23,23 @@ use crate::streams::{ConnWatch, Item, OpenRequest, SseBody, Stream};
 const MAX_TOPICS: usize = 64;
 const RESET: &[u8] = b"event: reset\ndata: {}\n\n";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// This device: a newer stream of the same user and device replaces the older one.
     device_id: Option<String>,
+    /// Topics to follow, comma-separated (at most 64); with a `topics` claim in the token, each
+    /// must be one of those.
+    #[param(pattern = "^[A-Za-z0-9._:,-]*$")]
     topics: Option<String>,
+    /// `true`: this client confirms what it receives with `POST /v1/ack`; what it does not
+    /// confirm within `delivery.ack_timeout_ms` goes through FCM.
+    #[param(pattern = "^(true|false|1|0)$")]
     ack: Option<String>,
+    /// As the `Last-Event-ID` header, for clients that cannot set it.
     last_event_id: Option<String>,
+    /// Described by the `access_token` security scheme.
+    #[param(ignore)]
     access_token: Option<String>,
 }
 
@@ -38,6 +53,30 @@ pub(crate) const STREAM_HEADERS: [(&str, &str); 3] = [
 /// The route, for HTTP/2 and for HTTP/1 connections whose stream is not their first request
 /// or that need what only the router does (CORS); the first request of an HTTP/1 connection
 /// is answered by `events_h1`, with the same [`open`].
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "client",
+    operation_id = "events",
+    summary = "A client's Server-Sent Events stream.",
+    description = STREAM_DESCRIPTION,
+    security(("client_jwt" = []), ("access_token" = [])),
+    params(
+        EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header,
+            description = "The last id this client received: the stream first replays what it missed."),
+    ),
+    responses(
+        (status = 200, description = "The stream; it does not end by itself.", body = StreamEvent,
+            content_type = "text/event-stream",
+            headers(("Cache-Control" = String, description = "`no-cache`"),
+                ("X-Accel-Buffering" = String, description = "`no`: proxies pass each event on at once"))),
+        BadRequest,
+        TopicNotAllowed,
+        TooManyStreams,
+        ClientErrors,
+    )
+)]
 pub async fn open_stream(
     State(state): State<AppState>,
     conn: Option<Extension<Arc<ConnWatch>>>,

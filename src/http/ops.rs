@@ -8,14 +8,45 @@ use axum::Json;
 use http::header;
 
 use super::error::ApiError;
+use super::openapi::OpsErrors;
 use super::AppState;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The body of `/healthz` and `/readyz`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct StatusAnswer {
+    /// `ok` (`/healthz`) or `ready` (`/readyz`).
+    status: String,
+}
+
+/// Liveness: 200 while the process serves requests.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "healthz",
+    responses(
+        (status = 200, description = "Alive.", body = StatusAnswer, example = json!({"status": "ok"})),
+        OpsErrors,
+    )
+)]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
+/// Readiness: 200 when the store and the broker answer, else 503 `not_ready`.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready to serve.", body = StatusAnswer, example = json!({"status": "ready"})),
+        OpsErrors,
+    )
+)]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let not_ready = |what: String| ApiError::unavailable("not_ready", what, 1);
     match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
@@ -33,6 +64,17 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
     ))
 }
 
+/// Prometheus metrics of this node (docs/API.md lists them).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4.", body = String, content_type = "text/plain"),
+        OpsErrors,
+    )
+)]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(
