@@ -65,7 +65,10 @@ async fn the_openapi_document_is_served_without_auth_and_parses_as_openapi_3_1()
     assert!(spec.openapi.starts_with("3.1."), "{}", spec.openapi);
     let mut all = Vec::new();
     refs(&doc, &mut all);
-    assert!(all.len() > 20, "the document shares its schemas and answers");
+    assert!(
+        all.len() > 20,
+        "the document shares its schemas and answers"
+    );
     for r in all {
         assert!(resolve(&doc, r).is_some(), "{r} does not resolve");
     }
@@ -112,7 +115,10 @@ async fn the_document_lists_every_route_the_router_serves_and_no_other() {
         for method in METHODS {
             let resp = app
                 .http
-                .request(Method::from_bytes(method.as_bytes()).unwrap(), app.url(&path))
+                .request(
+                    Method::from_bytes(method.as_bytes()).unwrap(),
+                    app.url(&path),
+                )
                 .send()
                 .await
                 .unwrap();
@@ -127,4 +133,33 @@ async fn the_document_lists_every_route_the_router_serves_and_no_other() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn malformed_path_parameters_answer_400_in_the_error_shape() {
+    let app = TestApp::spawn().await;
+    for (path, says) in [
+        ("/v1/presence/a%20b", "user_id must be"),
+        ("/v1/presence/%FF%FE", "Invalid URL"),
+        ("/v1/notifications/not-an-id", "is not a notification id"),
+    ] {
+        let (status, body) = app.producer(Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_request", "{path}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{path}: {message}");
+    }
+    let resp = app
+        .http
+        .delete(app.url("/v1/devices/a@b"))
+        .bearer_auth(app.token("alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("device_id must be"));
 }

@@ -1,18 +1,18 @@
 //! Confirmed delivery over HTTP: `POST /v1/ack` (clients) and `GET /v1/notifications/{id}`
 //! (producers).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::extract::{Client, JsonBody, Producer};
+use super::extract::{Client, JsonBody, PathParam, Producer};
 use super::openapi::{BadRequest, BodyErrors, ClientErrors, NotFound, ProducerErrors};
 use super::AppState;
 use crate::delivery::{AckResult, RecordView};
-use crate::ids;
+use crate::ids::NotificationId;
 
 /// Most ids in one ack.
 const MAX_ACK_IDS: usize = 1000;
@@ -22,7 +22,7 @@ const MAX_ACK_IDS: usize = 1000;
 pub struct AckRequest {
     /// Ids of notifications this client received (their SSE `id:`).
     #[schema(min_items = 1, max_items = 1000)]
-    ids: Vec<String>,
+    ids: Vec<NotificationId>,
 }
 
 fn ledger_unavailable(state: &AppState, e: impl std::fmt::Display) -> ApiError {
@@ -55,11 +55,6 @@ pub async fn ack(
             "ids must hold 1 to {MAX_ACK_IDS} notification ids"
         )));
     }
-    if let Some(bad) = req.ids.iter().find(|id| !ids::valid_notification_id(id)) {
-        return Err(ApiError::bad_request(format!(
-            "{bad:?} is not a notification id"
-        )));
-    }
     let ledger = state.router.ledger();
     let results =
         futures::future::join_all(req.ids.iter().map(|id| ledger.ack(&claims.sub, id))).await;
@@ -80,7 +75,7 @@ pub async fn ack(
     tag = "producer",
     operation_id = "notification_status",
     security(("producer_key" = [])),
-    params(("id" = String, Path, description = "The id `POST /v1/notify` answered.")),
+    params(("id" = NotificationId, Path, description = "The id `POST /v1/notify` answered.")),
     responses(
         (status = 200, description = "The notification's record.", body = RecordView),
         NotFound,
@@ -91,13 +86,8 @@ pub async fn ack(
 pub async fn status(
     State(state): State<AppState>,
     _producer: Producer,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<NotificationId>,
 ) -> Result<Json<RecordView>, ApiError> {
-    if !ids::valid_notification_id(&id) {
-        return Err(ApiError::bad_request(format!(
-            "{id:?} is not a notification id"
-        )));
-    }
     let record = state
         .router
         .ledger()

@@ -1,16 +1,16 @@
 //! `PUT / DELETE /v1/devices/{device_id}`: a client registers the FCM token of its device.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::extract::{Client, JsonBody};
+use super::extract::{Client, JsonBody, PathParam};
 use super::openapi::{BadRequest, BodyErrors, ClientErrors, NotFound, TooManyDevices};
 use super::AppState;
-use crate::ids;
+use crate::ids::DeviceId;
 use crate::store::{Device, Platform};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -22,16 +22,6 @@ pub struct RegisterRequest {
     platform: Platform,
 }
 
-fn check_device_id(device_id: &str) -> Result<(), ApiError> {
-    if ids::valid_device_id(device_id) {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "device_id must be 1-128 characters of A-Z a-z 0-9 . _ : -",
-        ))
-    }
-}
-
 /// Registers the calling user's device, or replaces its FCM token: where the user's
 /// notifications go when the user has no live stream.
 #[utoipa::path(
@@ -40,7 +30,7 @@ fn check_device_id(device_id: &str) -> Result<(), ApiError> {
     tag = "client",
     operation_id = "register_device",
     security(("client_jwt" = [])),
-    params(("device_id" = String, Path, description = "The app's own name for this device.")),
+    params(("device_id" = DeviceId, Path, description = "The app's own name for this device.")),
     request_body = RegisterRequest,
     responses(
         (status = 200, description = "Registered.", body = Device,
@@ -55,10 +45,9 @@ fn check_device_id(device_id: &str) -> Result<(), ApiError> {
 pub async fn register(
     State(state): State<AppState>,
     Client(claims): Client,
-    Path(device_id): Path<String>,
+    PathParam(device_id): PathParam<DeviceId>,
     JsonBody(req): JsonBody<RegisterRequest>,
 ) -> Result<Json<Device>, ApiError> {
-    check_device_id(&device_id)?;
     let token = req.fcm_token.trim();
     if token.is_empty() || token.len() > 4096 || token.chars().any(char::is_whitespace) {
         return Err(ApiError::bad_request(
@@ -69,7 +58,7 @@ pub async fn register(
         .store
         .upsert_device(&claims.sub, &device_id, token, req.platform)
         .await?;
-    tracing::info!(user_id = %claims.sub, device_id, "device registered");
+    tracing::info!(user_id = %claims.sub, %device_id, "device registered");
     Ok(Json(device))
 }
 
@@ -80,7 +69,7 @@ pub async fn register(
     tag = "client",
     operation_id = "remove_device",
     security(("client_jwt" = [])),
-    params(("device_id" = String, Path, description = "The device, as registered.")),
+    params(("device_id" = DeviceId, Path, description = "The device, as registered.")),
     responses(
         (status = 204, description = "Removed."),
         NotFound,
@@ -91,9 +80,8 @@ pub async fn register(
 pub async fn remove(
     State(state): State<AppState>,
     Client(claims): Client,
-    Path(device_id): Path<String>,
+    PathParam(device_id): PathParam<DeviceId>,
 ) -> Result<StatusCode, ApiError> {
-    check_device_id(&device_id)?;
     if state.store.delete_device(&claims.sub, &device_id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

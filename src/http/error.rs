@@ -144,7 +144,7 @@ impl From<AuthError> for ApiError {
         let (status, code) = match e {
             AuthError::Missing => (StatusCode::UNAUTHORIZED, "missing_token"),
             AuthError::Expired => (StatusCode::UNAUTHORIZED, "token_expired"),
-            AuthError::Invalid | AuthError::BadSubject => {
+            AuthError::Invalid | AuthError::BadClaims => {
                 (StatusCode::UNAUTHORIZED, "invalid_token")
             }
             AuthError::ClientTokenOnProducerApi => (StatusCode::FORBIDDEN, "forbidden"),

@@ -16,7 +16,7 @@ use super::openapi::{
 };
 use super::AppState;
 use crate::auth::{bearer, AuthError, ClientClaims};
-use crate::ids;
+use crate::ids::{DeviceId, Topic};
 use crate::streams::{ConnWatch, Item, OpenRequest, SseBody, Stream};
 
 /// Most topics one stream may follow.
@@ -27,6 +27,7 @@ const RESET: &[u8] = b"event: reset\ndata: {}\n\n";
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// This device: a newer stream of the same user and device replaces the older one.
+    #[param(value_type = Option<DeviceId>)]
     device_id: Option<String>,
     /// Topics to follow, comma-separated (at most 64); with a `topics` claim in the token, each
     /// must be one of those.
@@ -151,14 +152,10 @@ async fn replay(state: &AppState, user: &str, last: &str) -> Result<Vec<Item>, A
 }
 
 fn stream_request(claims: &ClientClaims, q: &EventsQuery) -> Result<OpenRequest, ApiError> {
+    // `device_id=` (empty) is the same as no `device_id`.
     let device_id = match q.device_id.as_deref() {
         None | Some("") => None,
-        Some(d) if ids::valid_device_id(d) => Some(d.to_string()),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "device_id must be 1-128 characters of A-Z a-z 0-9 . _ : -",
-            ))
-        }
+        Some(d) => Some(DeviceId::try_from(d).map_err(|e| ApiError::bad_request(e.to_string()))?),
     };
     let mut topics: Vec<Arc<str>> = Vec::new();
     for topic in q
@@ -169,11 +166,8 @@ fn stream_request(claims: &ClientClaims, q: &EventsQuery) -> Result<OpenRequest,
         .map(str::trim)
         .filter(|t| !t.is_empty())
     {
-        if !ids::valid_topic(topic) {
-            return Err(ApiError::bad_request(format!(
-                "topic {topic:?} must be 1-128 characters of A-Z a-z 0-9 . _ : -"
-            )));
-        }
+        let topic = Topic::try_from(topic).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let topic = topic.as_str();
         if let Some(allowed) = &claims.topics {
             if !allowed.iter().any(|a| a == topic) {
                 return Err(ApiError::new(
@@ -199,7 +193,7 @@ fn stream_request(claims: &ClientClaims, q: &EventsQuery) -> Result<OpenRequest,
     };
     Ok(OpenRequest {
         user: claims.sub.as_str().into(),
-        device_id,
+        device_id: device_id.map(String::from),
         topics,
         ack,
         preload: Vec::new(),

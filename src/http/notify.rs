@@ -2,20 +2,20 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{JsonBody, Producer};
+use super::extract::{JsonBody, PathParam, Producer};
 use super::openapi::{BadRequest, BodyErrors, IdempotencyKeyInUse, NotFound, ProducerErrors};
 use super::AppState;
 use crate::auth::ProducerId;
 use crate::broker::Connection;
 use crate::delivery::IdemBegin;
-use crate::ids;
+use crate::ids::UserId;
 use crate::metrics::Route;
 use crate::notification::{BroadcastRequest, NotifyRequest};
 
@@ -223,7 +223,7 @@ pub async fn broadcast(
     producer: Producer,
     JsonBody(req): JsonBody<BroadcastRequest>,
 ) -> Result<(StatusCode, Json<BroadcastAnswer>), ApiError> {
-    let b = Arc::new(req.accept()?);
+    let b = Arc::new(req.accept());
     state.router.broadcast(b.clone()).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -233,7 +233,7 @@ pub async fn broadcast(
 
 #[derive(Serialize, ToSchema)]
 pub struct PresenceAnswer {
-    user_id: String,
+    user_id: UserId,
     /// Whether the user holds at least one stream on some node.
     online: bool,
     connections: Vec<Connection>,
@@ -246,7 +246,7 @@ pub struct PresenceAnswer {
     tag = "producer",
     operation_id = "presence",
     security(("producer_key" = [])),
-    params(("user_id" = String, Path, description = "The user.")),
+    params(("user_id" = UserId, Path, description = "The user.")),
     responses(
         (status = 200, description = "The user's streams (none when offline).", body = PresenceAnswer),
         BadRequest,
@@ -257,13 +257,8 @@ pub struct PresenceAnswer {
 pub async fn presence(
     State(state): State<AppState>,
     _producer: Producer,
-    Path(user_id): Path<String>,
+    PathParam(user_id): PathParam<UserId>,
 ) -> Result<Json<PresenceAnswer>, ApiError> {
-    if !ids::valid_user_id(&user_id) {
-        return Err(ApiError::bad_request(
-            "user_id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -",
-        ));
-    }
     let connections = state
         .broker
         .presence(&user_id)

@@ -16,6 +16,7 @@ use utoipa::openapi::{ContentBuilder, ObjectBuilder, OpenApi, Ref, RefOr, Type};
 use utoipa::{IntoResponses, Modify, PartialSchema};
 
 use super::error::ErrorBody;
+use crate::ids::{DeviceId, NotificationId, Topic, UserId};
 use crate::notification::{BroadcastEvent, NotificationEvent};
 
 /// The parts of the document no single route owns.
@@ -34,7 +35,8 @@ use crate::notification::{BroadcastEvent, NotificationEvent};
         (name = "producer", description = "Backend services, with a producer key."),
         (name = "operations", description = "Health, readiness, metrics and this document; no authentication."),
     ),
-    components(schemas(ErrorBody)),
+    // The ids are named here: parameters refer to them, and routes! collects only bodies' schemas.
+    components(schemas(ErrorBody, UserId, DeviceId, Topic, NotificationId)),
     modifiers(&Shared),
 )]
 pub struct ApiDoc;
