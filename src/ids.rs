@@ -15,7 +15,8 @@ pub struct InvalidId(String);
 
 /// Defines a string newtype that deserializes only from a valid value, with its schema.
 macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident, pattern = $pattern:literal, valid = $valid:expr, invalid = $invalid:expr) => {
+    ($(#[$doc:meta])* $name:ident, pattern = $pattern:literal, example = $example:literal,
+     valid = $valid:expr, invalid = $invalid:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
         #[serde(try_from = "String")]
@@ -94,6 +95,7 @@ macro_rules! id_type {
                 ObjectBuilder::new()
                     .schema_type(Type::String)
                     .pattern(Some($pattern))
+                    .examples([$example])
                     .into()
             }
         }
@@ -106,6 +108,7 @@ id_type!(
     /// A user: 1–128 characters of `[A-Za-z0-9._:@-]` (it names broker channels and store rows).
     UserId,
     pattern = "^[A-Za-z0-9._:@-]{1,128}$",
+    example = "alice",
     valid = |s| valid(s, |b| b.is_ascii_alphanumeric() || b"._:@-".contains(&b)),
     invalid = |_| "user_id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -".into()
 );
@@ -114,6 +117,7 @@ id_type!(
     /// A device of a user, named by its app: 1–128 characters of `[A-Za-z0-9._:-]`.
     DeviceId,
     pattern = "^[A-Za-z0-9._:-]{1,128}$",
+    example = "phone",
     valid = valid_name,
     invalid = |_| "device_id must be 1-128 characters of A-Z a-z 0-9 . _ : -".into()
 );
@@ -122,6 +126,7 @@ id_type!(
     /// A broadcast topic: 1–128 characters of `[A-Za-z0-9._:-]`.
     Topic,
     pattern = "^[A-Za-z0-9._:-]{1,128}$",
+    example = "news",
     valid = valid_name,
     invalid = |s| format!("topic {s:?} must be 1-128 characters of A-Z a-z 0-9 . _ : -")
 );
@@ -130,6 +135,7 @@ id_type!(
     /// A notification id we assigned (a UUID); nothing else can name a notification.
     NotificationId,
     pattern = "^[0-9a-fA-F-]{36}$",
+    example = "01a2281e-af88-7611-8000-3c5e1f2a9b40",
     valid = |s| s.len() == 36 && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'),
     invalid = |s| format!("{s:?} is not a notification id")
 );

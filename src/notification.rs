@@ -24,6 +24,8 @@ const MAX_TTL_SECS: u32 = 2_419_200;
 /// measures them, they must fit FCM's 4096 bytes.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"user_id": "alice", "data": {"order": "42"},
+    "notification": {"title": "Order filled"}}))]
 pub struct NotifyRequest {
     pub user_id: UserId,
     /// String to string, as in FCM. Keys FCM reserves (`from`, `notification`,
@@ -73,6 +75,7 @@ pub enum Priority {
 /// An event for every live stream that follows `topic`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"topic": "news", "data": {"headline": "hello"}}))]
 pub struct BroadcastRequest {
     pub topic: Topic,
     /// Any JSON object; it reaches the streams as it is.

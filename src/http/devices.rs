@@ -15,6 +15,7 @@ use crate::store::{Device, Platform};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"fcm_token": "fMEP0vJqS0:APA91bHqX", "platform": "android"}))]
 pub struct RegisterRequest {
     /// The app's FCM registration token (a credential: never shown back).
     #[schema(min_length = 1, max_length = 4096, pattern = r"^\S+$")]
