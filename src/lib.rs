@@ -16,6 +16,7 @@
 //! - [`store`]: the device registry over sqlx (SQLite, PostgreSQL).
 //! - [`notification`]: producer requests, validation, the accepted forms and their SSE frames.
 //! - [`metrics`]: every metric name in one place.
+//! - [`ids`], [`json`]: identifiers that only hold valid values; JSON objects only.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -26,6 +27,7 @@ pub mod delivery;
 pub mod fcm;
 pub mod http;
 pub mod ids;
+pub mod json;
 pub mod metrics;
 pub mod notification;
 pub mod router;

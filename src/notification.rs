@@ -32,7 +32,7 @@ pub struct NotifyRequest {
     /// `message_type`, `google.*`, `gcm.*`) and `switchboard_id` are refused.
     #[serde(default)]
     pub data: Option<BTreeMap<String, String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::optional_object")]
     pub notification: Option<Content>,
     /// How long FCM keeps it for an offline device (FCM's default when absent).
     #[serde(default)]

@@ -18,7 +18,7 @@ use crate::store::{Device, Platform};
 #[schema(example = json!({"fcm_token": "fMEP0vJqS0:APA91bHqX", "platform": "android"}))]
 pub struct RegisterRequest {
     /// The app's FCM registration token (a credential: never shown back).
-    #[schema(min_length = 1, max_length = 4096, pattern = r"^\S+$")]
+    #[schema(pattern = "^[!-~]{1,4096}$")]
     fcm_token: String,
     platform: Platform,
 }
@@ -49,10 +49,11 @@ pub async fn register(
     PathParam(device_id): PathParam<DeviceId>,
     JsonBody(req): JsonBody<RegisterRequest>,
 ) -> Result<Json<Device>, ApiError> {
-    let token = req.fcm_token.trim();
-    if token.is_empty() || token.len() > 4096 || token.chars().any(char::is_whitespace) {
+    // FCM tokens are printable ASCII (base64url and `:`); anything else cannot be one.
+    let token = &req.fcm_token;
+    if token.is_empty() || token.len() > 4096 || !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::bad_request(
-            "fcm_token must be 1-4096 characters without spaces",
+            "fcm_token must be 1-4096 printable ASCII characters without spaces",
         ));
     }
     let device = state

@@ -13,6 +13,9 @@ use crate::router::RouteError;
 use crate::store::StoreError;
 use crate::streams::OpenError;
 
+/// `Retry-After` of `too_many_streams`.
+const TOO_MANY_STREAMS_RETRY_SECS: u64 = 5;
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -189,11 +192,15 @@ impl From<StoreError> for ApiError {
 impl From<OpenError> for ApiError {
     fn from(e: OpenError) -> ApiError {
         match e {
-            OpenError::TooMany(_) => ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_streams",
-                e.to_string(),
-            ),
+            // The cap frees when one of the user's streams ends; a client should not hammer it.
+            OpenError::TooMany(_) => ApiError {
+                retry_after: Some(TOO_MANY_STREAMS_RETRY_SECS),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_streams",
+                    e.to_string(),
+                )
+            },
             OpenError::ShuttingDown => {
                 ApiError::unavailable("shutting_down", "this node is shutting down", 1)
             }

@@ -27,7 +27,8 @@ const RESET: &[u8] = b"event: reset\ndata: {}\n\n";
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// This device: a newer stream of the same user and device replaces the older one.
-    #[param(value_type = Option<DeviceId>)]
+    /// Empty is the same as absent.
+    #[param(value_type = Option<String>, pattern = "^[A-Za-z0-9._:-]{0,128}$")]
     device_id: Option<String>,
     /// Topics to follow, comma-separated (at most 64); with a `topics` claim in the token, each
     /// must be one of those.

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::{bearer, AuthError, ClientClaims, ProducerId};
+use crate::json::Object;
 
 /// A JSON body: `Content-Type: application/json` (or `+json`), within the body limit, parsed
 /// into `T`.
@@ -33,15 +34,18 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
+/// A body: every body of the API is a JSON object.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        let code = if e.is_data() {
-            "invalid_request"
-        } else {
-            "invalid_json"
-        };
-        ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
-    })
+    serde_json::from_slice(bytes)
+        .map(|Object(t)| t)
+        .map_err(|e| {
+            let code = if e.is_data() {
+                "invalid_request"
+            } else {
+                "invalid_json"
+            };
+            ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
+        })
 }
 
 fn is_json(value: Option<&http::HeaderValue>) -> bool {

@@ -16,6 +16,7 @@ use crate::auth::ProducerId;
 use crate::broker::Connection;
 use crate::delivery::IdemBegin;
 use crate::ids::UserId;
+use crate::json::Object;
 use crate::metrics::Route;
 use crate::notification::{BroadcastRequest, NotifyRequest};
 
@@ -180,8 +181,8 @@ pub async fn notify_batch(
     let routed = req.notifications.into_iter().map(|item| {
         let state = &state;
         async move {
-            let req: NotifyRequest =
-                serde_json::from_value(item).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let Object(req) = serde_json::from_value::<Object<NotifyRequest>>(item)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
             notify_one(state, producer.0, req).await
         }
     });
