@@ -31,8 +31,8 @@ pub struct EventsQuery {
     #[param(value_type = Option<String>, pattern = "^[A-Za-z0-9._:-]{0,128}$")]
     device_id: Option<String>,
     /// Topics to follow, comma-separated (at most 64); with a `topics` claim in the token, each
-    /// must be one of those.
-    #[param(pattern = "^[A-Za-z0-9._:,-]*$")]
+    /// must be one of those. Spaces around a topic are ignored.
+    #[param(pattern = r"^[A-Za-z0-9._:, \t\n\f\r-]*$")]
     topics: Option<String>,
     /// `true`: this client confirms what it receives with `POST /v1/ack`; what it does not
     /// confirm within `delivery.ack_timeout_ms` goes through FCM.
@@ -164,7 +164,8 @@ fn stream_request(claims: &ClientClaims, q: &EventsQuery) -> Result<OpenRequest,
         .as_deref()
         .unwrap_or("")
         .split(',')
-        .map(str::trim)
+        // ASCII whitespace only, as the documented pattern says.
+        .map(|t| t.trim_matches(|c: char| c.is_ascii_whitespace()))
         .filter(|t| !t.is_empty())
     {
         let topic = Topic::try_from(topic).map_err(|e| ApiError::bad_request(e.to_string()))?;

@@ -66,11 +66,6 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi::openapi_json))
 }
 
-/// The OpenAPI document of [`routes`].
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().into_openapi()
-}
-
 pub fn routes(state: AppState) -> Router {
     // Serialised now, so the first request for it does not pay for it.
     let _ = openapi::document();
