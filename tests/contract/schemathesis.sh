@@ -7,8 +7,12 @@
 # The node is the real binary with its embedded defaults, plus a test JWT secret and producer
 # key, SQLite in a temporary directory and fcm-mock as its FCM. Fails on any failure.
 #
-#   tests/contract/schemathesis.sh                 # what CI runs (from .ci/run)
-#   SCHEMATHESIS_ARGS="--max-examples 200" tests/contract/schemathesis.sh
+#   tests/contract/schemathesis.sh          # what CI runs (from .ci/run): seed 1, 50 cases per operation
+#   SCHEMATHESIS_SEED=$RANDOM SCHEMATHESIS_MAX_EXAMPLES=200 tests/contract/schemathesis.sh
+#   SCHEMATHESIS_ARGS="--workers 2" tests/contract/schemathesis.sh    # more schemathesis options
+#
+# CI uses a fixed seed so that a run fails for a change, not for a draw; another seed explores
+# other inputs (schemathesis prints the seed of each run).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -93,7 +97,7 @@ status=0
     --include-path-regex '^/' \
     --phases examples,coverage,fuzzing,stateful \
     --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-50}" \
-    --seed "${SCHEMATHESIS_SEED:-$RANDOM}" \
+    --seed "${SCHEMATHESIS_SEED:-1}" \
     --no-color \
     ${SCHEMATHESIS_ARGS:-} \
     >"$WORK/schemathesis.out" 2>&1 || status=$?
