@@ -78,7 +78,10 @@ PIDS+=($!)
 BASE=http://$(listening_on "$WORK/switchboard.log")
 log "switchboard at $BASE, fcm-mock at $MOCK_URL"
 
+# What schemathesis and Hypothesis keep between runs (failures to replay, examples that
+# found them) stays with the build, outside git.
 export SB_SCHEMATHESIS_CACHE=$TARGET_DIR/schemathesis-cache
+export HYPOTHESIS_STORAGE_DIRECTORY=$TARGET_DIR/hypothesis
 export SB_PRODUCER_KEY=$PRODUCER_KEY
 SB_CLIENT_TOKEN=$("$BIN/switchboard" token --user "$CLIENT_USER")
 export SB_CLIENT_TOKEN
