@@ -23,6 +23,7 @@
 //! - [`notification`]: producer requests, validation, the accepted forms and their SSE frames.
 //! - [`metrics`]: every metric name in one place.
 //! - [`redact`]: credentials masked in URLs and messages before they are printed or logged.
+//! - [`ids`], [`json`]: identifiers that only hold valid values; JSON objects only.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -31,6 +32,7 @@ pub mod backend;
 pub mod config;
 pub mod http;
 pub mod ids;
+pub mod json;
 pub mod limits;
 pub mod metrics;
 pub mod notification;

@@ -66,10 +66,10 @@ fn main() -> ExitCode {
             ttl_secs,
             topics,
         } => {
-            if !switchboard::ids::valid_user_id(&user) {
+            let Ok(user) = switchboard::ids::UserId::try_from(user) else {
                 eprintln!("switchboard: --user must be 1-128 characters of A-Z a-z 0-9 . _ : @ -");
                 return ExitCode::from(2);
-            }
+            };
             let token = Auth::new(&config.auth).mint(&user, ttl_secs, topics);
             let _ = writeln!(std::io::stdout(), "{token}");
             ExitCode::SUCCESS

@@ -1,4 +1,4 @@
-//! Every metric name in one place (API.md §4), with the label values resolved once so the hot
+//! Every metric name in one place (docs/API.md), with the label values resolved once so the hot
 //! paths only touch atomics.
 
 use std::marker::PhantomData;

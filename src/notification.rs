@@ -8,8 +8,9 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use crate::ids;
+use crate::ids::{self, Topic, UserId};
 
 /// FCM's limit on a message's payload (data + notification).
 pub const FCM_PAYLOAD_LIMIT: usize = 4096;
@@ -19,25 +20,44 @@ pub const ID_DATA_KEY: &str = "switchboard_id";
 /// FCM's longest time to live (28 days).
 const MAX_TTL_SECS: u32 = 2_419_200;
 
-#[derive(Debug, Clone, Deserialize)]
+/// A notification for one user. At least one of `data` and `notification`; together, as FCM
+/// measures them, they must fit FCM's 4096 bytes.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"user_id": "alice", "data": {"order": "42"},
+    "notification": {"title": "Order filled"}}))]
 pub struct NotifyRequest {
-    pub user_id: String,
+    pub user_id: UserId,
+    /// String to string, as in FCM. Keys FCM reserves (`from`, `notification`,
+    /// `message_type`, `google.*`, `gcm.*`) and `switchboard_id` are refused.
     #[serde(default)]
     pub data: Option<BTreeMap<String, String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::optional_object")]
     pub notification: Option<Content>,
+    /// How long FCM keeps it for an offline device (FCM's default when absent).
     #[serde(default)]
+    #[schema(maximum = 2419200)]
     pub ttl_secs: Option<u32>,
     #[serde(default)]
     pub priority: Option<Priority>,
+    /// FCM's collapse key: an offline device gets only the latest with the same key. At most
+    /// 256 bytes, without control characters.
     #[serde(default)]
+    #[schema(max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub collapse_key: Option<String>,
+    /// A repeat with the same key (same producer key, within 24 h, any node) gets the first
+    /// answer and sends nothing. 1-256 bytes, without control characters.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$"
+    )]
     pub idempotency_key: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// What a device shows (FCM's `notification`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Content {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -48,7 +68,8 @@ pub struct Content {
     pub image: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+/// FCM's message priority (`high` when absent).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     #[default]
@@ -56,10 +77,14 @@ pub enum Priority {
     Normal,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// An event for every live stream that follows `topic`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"topic": "news", "data": {"headline": "hello"}}))]
 pub struct BroadcastRequest {
-    pub topic: String,
+    pub topic: Topic,
+    /// Any JSON object; it reaches the streams as it is.
+    #[schema(value_type = Object)]
     pub data: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -108,11 +133,6 @@ pub struct Notification {
 impl NotifyRequest {
     /// Checks the request and turns it into an accepted notification with a fresh id.
     pub fn accept(self) -> Result<Notification, Invalid> {
-        if !ids::valid_user_id(&self.user_id) {
-            return Err(bad(
-                "user_id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -",
-            ));
-        }
         if self.data.is_none() && self.notification.is_none() {
             return Err(bad("at least one of data or notification is required"));
         }
@@ -145,7 +165,7 @@ impl NotifyRequest {
         let now = crate::time::unix_micros();
         let n = Notification {
             id: ids::new_id(),
-            user_id: self.user_id,
+            user_id: self.user_id.into(),
             data: self.data,
             notification: self.notification,
             ttl_secs: self.ttl_secs,
@@ -262,16 +282,7 @@ impl Notification {
     pub fn frame(&self) -> Bytes {
         self.frame
             .get_or_init(|| {
-                #[derive(Serialize)]
-                struct Payload<'a> {
-                    id: &'a str,
-                    #[serde(skip_serializing_if = "Option::is_none")]
-                    data: Option<&'a BTreeMap<String, String>>,
-                    #[serde(skip_serializing_if = "Option::is_none")]
-                    notification: Option<&'a Content>,
-                    sent_at: u64,
-                }
-                let payload = Payload {
+                let payload = NotificationEvent {
                     id: &self.id,
                     data: self.data.as_ref(),
                     notification: self.notification.as_ref(),
@@ -295,17 +306,14 @@ pub struct Broadcast {
 }
 
 impl BroadcastRequest {
-    pub fn accept(self) -> Result<Broadcast, Invalid> {
-        if !ids::valid_topic(&self.topic) {
-            return Err(bad("topic must be 1-128 characters of A-Z a-z 0-9 . _ : -"));
-        }
-        Ok(Broadcast {
+    pub fn accept(self) -> Broadcast {
+        Broadcast {
             id: ids::new_id(),
-            topic: self.topic,
+            topic: self.topic.into(),
             data: self.data,
             sent_at: crate::time::unix_millis(),
             frame: OnceLock::new(),
-        })
+        }
     }
 }
 
@@ -317,14 +325,7 @@ impl Broadcast {
     pub fn frame(&self) -> Bytes {
         self.frame
             .get_or_init(|| {
-                #[derive(Serialize)]
-                struct Payload<'a> {
-                    id: &'a str,
-                    topic: &'a str,
-                    data: &'a serde_json::Map<String, serde_json::Value>,
-                    sent_at: u64,
-                }
-                let payload = Payload {
+                let payload = BroadcastEvent {
                     id: &self.id,
                     topic: &self.topic,
                     data: &self.data,
@@ -334,6 +335,34 @@ impl Broadcast {
             })
             .clone()
     }
+}
+
+/// The `data:` of an `event: notification`.
+#[derive(Serialize, ToSchema)]
+pub struct NotificationEvent<'a> {
+    /// The notification id (also the event's `id:`).
+    pub id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
+    pub data: Option<&'a BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Content>)]
+    pub notification: Option<&'a Content>,
+    /// Accept time, unix ms.
+    pub sent_at: u64,
+}
+
+/// The `data:` of an `event: broadcast`.
+#[derive(Serialize, ToSchema)]
+pub struct BroadcastEvent<'a> {
+    /// The broadcast id. Only here: the event has no `id:` line, so that a client's last event
+    /// id stays the last notification's.
+    pub id: &'a str,
+    pub topic: &'a str,
+    #[schema(value_type = Object)]
+    pub data: &'a serde_json::Map<String, serde_json::Value>,
+    /// Accept time, unix ms.
+    pub sent_at: u64,
 }
 
 /// One SSE event. Compact JSON has no raw newlines, so one `data:` line carries it.
@@ -380,7 +409,7 @@ mod tests {
     #[test]
     fn refuses_bad_requests() {
         assert!(req(r#"{"user_id":"u1"}"#).accept().is_err());
-        assert!(req(r#"{"user_id":"a b","data":{}}"#).accept().is_err());
+        assert!(serde_json::from_str::<NotifyRequest>(r#"{"user_id":"a b","data":{}}"#).is_err());
         assert!(req(r#"{"user_id":"u","data":{"google.x":"1"}}"#)
             .accept()
             .is_err());

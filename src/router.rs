@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{AckResult, BackendError, Broker, Owner, Route, SharedLedger, Status, Take};
+use crate::ids::{NotificationId, UserId};
 use crate::metrics::{Counters, Label, Metrics};
 use crate::notification::{SharedBroadcast, SharedNotification};
 use crate::push::{Batch, Job, Overloaded, Sender};
@@ -60,7 +61,7 @@ impl NotificationRouter {
     }
 
     /// The user confirms receipt of notification `id` (counted by what the ledger found).
-    pub async fn ack(&self, user: &str, id: &str) -> Result<AckResult, BackendError> {
+    pub async fn ack(&self, user: &UserId, id: &NotificationId) -> Result<AckResult, BackendError> {
         let result = self.ledger.ack(user, id).await?;
         self.acks.inc(result);
         Ok(result)

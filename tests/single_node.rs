@@ -358,6 +358,12 @@ async fn malformed_input_gets_400_and_wrong_content_type_415() {
             r#"{"user_id": "u", "data": {"k": "v"}, "priority": "urgent"}"#,
             "invalid_request",
         ),
+        // Objects only: serde would take a struct's fields as an array, in order.
+        (r#"["u", {"k": "v"}]"#, "invalid_request"),
+        (
+            r#"{"user_id": "u", "notification": ["t"]}"#,
+            "invalid_request",
+        ),
     ] {
         let resp = post(body, "application/json").await.unwrap();
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{body}");
@@ -387,6 +393,7 @@ async fn batch_answers_in_order_with_per_item_errors() {
                 {"user_id": "kate", "data": {"n": "1"}},
                 {"user_id": "kate"},
                 {"user_id": "nobody", "data": {"n": "3"}},
+                ["kate", {"n": "4"}],
             ]})),
         )
         .await;
@@ -395,6 +402,7 @@ async fn batch_answers_in_order_with_per_item_errors() {
     assert_eq!(results[0]["route"], "sse");
     assert_eq!(results[1]["error"]["code"], "invalid_request");
     assert_eq!(results[2]["route"], "none");
+    assert_eq!(results[3]["error"]["code"], "invalid_request");
     let ev = stream.next_event(WAIT).await.unwrap();
     assert_eq!(ev.id.as_deref(), results[0]["id"].as_str());
 }
@@ -475,6 +483,15 @@ async fn the_per_user_stream_limit_answers_429() {
     let _b = app.stream("mia", "device_id=b").await;
     let third = SseStream::open(&app.url("/v1/events?device_id=c"), &app.token("mia")).await;
     assert_eq!(third.status, StatusCode::TOO_MANY_REQUESTS);
+    let resp = app
+        .http
+        .get(app.url("/v1/events?device_id=c"))
+        .bearer_auth(app.token("mia"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(resp.headers()["retry-after"], "5");
     // The same device reconnecting replaces its stream instead.
     let again = app.stream("mia", "device_id=a").await;
     assert_eq!(again.status, StatusCode::OK);
@@ -624,15 +641,21 @@ async fn devices_register_replace_and_delete() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(del("rita").await.unwrap().status(), StatusCode::NO_CONTENT);
-    let bad = app
-        .http
-        .put(app.url("/v1/devices/phone-1"))
-        .bearer_auth(app.token("rita"))
-        .json(&json!({"fcm_token": "t", "platform": "symbian"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    for bad in [
+        json!({"fcm_token": "t", "platform": "symbian"}),
+        json!({"fcm_token": " t", "platform": "web"}),
+        json!({"fcm_token": "t\u{85}", "platform": "web"}),
+    ] {
+        let resp = app
+            .http
+            .put(app.url("/v1/devices/phone-1"))
+            .bearer_auth(app.token("rita"))
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
 }
 
 /// A stream is the first request of its connection in most clients, answered on the socket

@@ -21,7 +21,7 @@ pub enum Channel {
 }
 
 /// One live stream as presence reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Connection {
     pub device_id: Option<String>,
     pub node_id: String,

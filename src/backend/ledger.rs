@@ -28,7 +28,7 @@ use crate::config::DeliveryConfig;
 use crate::metrics::Label;
 use crate::notification::SharedNotification;
 
-/// How long an idempotency key is remembered (API.md: 24 h).
+/// How long an idempotency key is remembered (docs/API.md: 24 h).
 pub const IDEMPOTENCY_TTL_MS: u64 = 24 * 3600 * 1000;
 /// How long a deadline sweep owns a claimed notification before another node may take it
 /// over (long enough for FCM's retry budget; a node that died while sending is the only

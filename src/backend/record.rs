@@ -6,10 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::Label;
 
-/// The routing decision reported to producers. The router makes it (the only place that
-/// chooses); it lives here, beside the record that keeps it, so that the ledger below the
-/// router can store it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The routing decision reported to producers: `sse` (a live stream on some node), `fcm` (no
+/// stream: sent to the user's registered devices) or `none` (no stream, no device).
+// The router makes it (the only place that chooses); it lives here, beside the record that
+// keeps it, so that the ledger below the router can store it. (A plain comment: the doc
+// comment is the OpenAPI document's description.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Route {
     Sse,
@@ -39,9 +41,9 @@ impl Label for Route {
     }
 }
 
-/// A notification's lifecycle (API.md §3). `pending` and `delivered` can still change; the
+/// A notification's lifecycle (docs/API.md). `pending` and `delivered` can still change; the
 /// others are final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Pending,
@@ -97,7 +99,7 @@ impl Status {
 }
 
 /// The channel a delivery went through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryChannel {
     Sse,
@@ -202,7 +204,7 @@ pub struct RawRecord {
 }
 
 /// `GET /v1/notifications/{id}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RecordView {
     pub id: String,
     pub user_id: String,
@@ -212,7 +214,7 @@ pub struct RecordView {
     pub deliveries: Vec<DeliveryView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
     pub device_id: Option<String>,
     pub channel: DeliveryChannel,

@@ -1,24 +1,28 @@
 //! Confirmed delivery over HTTP: `POST /v1/ack` (clients) and `GET /v1/notifications/{id}`
 //! (producers).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use http::StatusCode;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::extract::{owner, Client, JsonBody, Producer};
+use super::extract::{owner, Client, JsonBody, PathParam, Producer};
+use super::openapi::{BadRequest, BodyErrors, ClientErrors, NotFound, ProducerErrors};
 use super::AppState;
 use crate::backend::{AckResult, RecordView};
-use crate::ids;
+use crate::ids::NotificationId;
 
 /// Most ids in one ack.
 const MAX_ACK_IDS: usize = 1000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AckRequest {
-    ids: Vec<String>,
+    /// Ids of notifications this client received (their SSE `id:`).
+    #[schema(min_items = 1, max_items = 1000)]
+    ids: Vec<NotificationId>,
 }
 
 fn ledger_unavailable(state: &AppState, e: impl std::fmt::Display) -> ApiError {
@@ -28,6 +32,19 @@ fn ledger_unavailable(state: &AppState, e: impl std::fmt::Display) -> ApiError {
 
 /// Confirms receipt. Only the notification's own user can ack it: other users' ids, and ids
 /// past their retention, are ignored (and counted).
+#[utoipa::path(
+    post,
+    path = "/v1/ack",
+    tag = "client",
+    operation_id = "ack",
+    security(("client_jwt" = [])),
+    request_body = AckRequest,
+    responses(
+        (status = 204, description = "Confirmed (unknown and other users' ids are ignored)."),
+        BodyErrors,
+        ClientErrors,
+    )
+)]
 pub async fn ack(
     State(state): State<AppState>,
     Client(claims): Client,
@@ -36,11 +53,6 @@ pub async fn ack(
     if req.ids.is_empty() || req.ids.len() > MAX_ACK_IDS {
         return Err(ApiError::bad_request(format!(
             "ids must hold 1 to {MAX_ACK_IDS} notification ids"
-        )));
-    }
-    if let Some(bad) = req.ids.iter().find(|id| !ids::valid_notification_id(id)) {
-        return Err(ApiError::bad_request(format!(
-            "{bad:?} is not a notification id"
         )));
     }
     let router = &state.router;
@@ -55,18 +67,28 @@ pub async fn ack(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A notification's record, for the producer that created it; any other producer gets the
-/// 404 of an unknown id, so that ids cannot be probed across producers.
+/// What became of a notification: its route, its status, and each delivery. Only for the
+/// producer that created it; any other producer gets the 404 of an unknown id, so that ids
+/// cannot be probed across producers.
+#[utoipa::path(
+    get,
+    path = "/v1/notifications/{id}",
+    tag = "producer",
+    operation_id = "notification_status",
+    security(("producer_key" = [])),
+    params(("id" = NotificationId, Path, description = "The id `POST /v1/notify` answered.")),
+    responses(
+        (status = 200, description = "The notification's record.", body = RecordView),
+        NotFound,
+        BadRequest,
+        ProducerErrors,
+    )
+)]
 pub async fn status(
     State(state): State<AppState>,
     Producer(producer): Producer,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<NotificationId>,
 ) -> Result<Json<RecordView>, ApiError> {
-    if !ids::valid_notification_id(&id) {
-        return Err(ApiError::bad_request(format!(
-            "{id:?} is not a notification id"
-        )));
-    }
     let record = state
         .router
         .ledger()

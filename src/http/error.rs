@@ -4,6 +4,8 @@
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::{header, HeaderValue, StatusCode};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::auth::AuthError;
 use crate::limits::{Limited, Scope};
@@ -11,6 +13,9 @@ use crate::notification::Invalid;
 use crate::router::RouteError;
 use crate::store::StoreError;
 use crate::streams::OpenError;
+
+/// `Retry-After` of `too_many_streams`.
+const TOO_MANY_STREAMS_RETRY_SECS: u64 = 5;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -71,9 +76,59 @@ impl ApiError {
         )
     }
 
-    pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({"error": {"code": self.code, "message": self.message}})
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message.clone(),
+            },
+        }
     }
+}
+
+/// The body of every error answer, and of a refused item in a batch.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error, example = json!({"error": {"code": "invalid_request", "message": "notifications must hold 1 to 1000 items"}}))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable: what programs match on (docs/API.md lists every code).
+    #[schema(value_type = ErrorCode)]
+    pub code: &'static str,
+    /// For people; its wording may change.
+    pub message: String,
+}
+
+/// Every error code the API answers with (the contract's list; handlers use the strings).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ErrorCode {
+    InvalidJson,
+    InvalidRequest,
+    MissingToken,
+    InvalidToken,
+    TokenExpired,
+    Forbidden,
+    TopicNotAllowed,
+    NotFound,
+    MethodNotAllowed,
+    IdempotencyKeyInUse,
+    TooManyDevices,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    TooManyStreams,
+    TooManyReconnects,
+    RateLimited,
+    Overloaded,
+    BrokerUnavailable,
+    ShuttingDown,
+    NotReady,
+    TooManyConnections,
+    Internal,
 }
 
 impl IntoResponse for ApiError {
@@ -93,7 +148,7 @@ impl From<AuthError> for ApiError {
         let (status, code) = match e {
             AuthError::Missing => (StatusCode::UNAUTHORIZED, "missing_token"),
             AuthError::Expired => (StatusCode::UNAUTHORIZED, "token_expired"),
-            AuthError::Invalid | AuthError::BadSubject | AuthError::NotYetValid => {
+            AuthError::Invalid | AuthError::BadClaims | AuthError::NotYetValid => {
                 (StatusCode::UNAUTHORIZED, "invalid_token")
             }
             AuthError::ClientTokenOnProducerApi => (StatusCode::FORBIDDEN, "forbidden"),
@@ -143,11 +198,15 @@ impl From<StoreError> for ApiError {
 impl From<OpenError> for ApiError {
     fn from(e: OpenError) -> ApiError {
         match e {
-            OpenError::TooMany(_) => ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_streams",
-                e.to_string(),
-            ),
+            // The cap frees when one of the user's streams ends; a client should not hammer it.
+            OpenError::TooMany(_) => ApiError {
+                retry_after: Some(TOO_MANY_STREAMS_RETRY_SECS),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_streams",
+                    e.to_string(),
+                )
+            },
             OpenError::ShuttingDown => {
                 ApiError::unavailable("shutting_down", "this node is shutting down", 1)
             }

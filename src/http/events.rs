@@ -9,23 +9,40 @@ use axum::response::Response;
 use axum::Extension;
 use http::{header, HeaderMap, StatusCode, Uri, Version};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::error::ApiError;
+use super::openapi::{
+    BadRequest, ClientErrors, StreamEvent, TooManyStreams, TopicNotAllowed, STREAM_DESCRIPTION,
+};
 use super::AppState;
 use crate::auth::{bearer, AuthError, ClientClaims};
-use crate::ids;
+use crate::ids::{DeviceId, Topic};
 use crate::streams::{ConnWatch, Item, OpenRequest, SseBody, Stream};
 
 /// Most topics one stream may follow.
 const MAX_TOPICS: usize = 64;
 const RESET: &[u8] = b"event: reset\ndata: {}\n\n";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// This device: a newer stream of the same user and device replaces the older one.
+    /// Empty is the same as absent.
+    #[param(value_type = Option<String>, pattern = "^[A-Za-z0-9._:-]{0,128}$")]
     device_id: Option<String>,
+    /// Topics to follow, comma-separated (at most 64); with a `topics` claim in the token, each
+    /// must be one of those. Spaces around a topic are ignored.
+    #[param(pattern = r"^[A-Za-z0-9._:, \t\n\f\r-]*$")]
     topics: Option<String>,
+    /// `true`: this client confirms what it receives with `POST /v1/ack`; what it does not
+    /// confirm within `delivery.ack_timeout_ms` goes through FCM.
+    #[param(pattern = "^(true|false|1|0)$")]
     ack: Option<String>,
+    /// As the `Last-Event-ID` header, for clients that cannot set it.
     last_event_id: Option<String>,
+    /// Described by the `access_token` security scheme.
+    #[param(ignore)]
     access_token: Option<String>,
 }
 
@@ -39,6 +56,30 @@ pub(crate) const STREAM_HEADERS: [(&str, &str); 3] = [
 /// The route, for HTTP/2 and for HTTP/1 connections whose stream is not their first request
 /// or that need what only the router does (CORS); the first request of an HTTP/1 connection
 /// is answered by `events_h1`, with the same [`open`].
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "client",
+    operation_id = "events",
+    summary = "A client's Server-Sent Events stream.",
+    description = STREAM_DESCRIPTION,
+    security(("client_jwt" = []), ("access_token" = [])),
+    params(
+        EventsQuery,
+        ("Last-Event-ID" = Option<String>, Header,
+            description = "The last id this client received: the stream first replays what it missed."),
+    ),
+    responses(
+        (status = 200, description = "The stream; it does not end by itself.", body = StreamEvent,
+            content_type = "text/event-stream",
+            headers(("Cache-Control" = String, description = "`no-cache`"),
+                ("X-Accel-Buffering" = String, description = "`no`: proxies pass each event on at once"))),
+        BadRequest,
+        TopicNotAllowed,
+        TooManyStreams,
+        ClientErrors,
+    )
+)]
 pub async fn open_stream(
     State(state): State<AppState>,
     conn: Option<Extension<Arc<ConnWatch>>>,
@@ -118,14 +159,10 @@ async fn replay(state: &AppState, user: &str, last: &str) -> Result<Vec<Item>, A
 }
 
 fn stream_request(claims: &ClientClaims, q: &EventsQuery) -> Result<OpenRequest, ApiError> {
+    // `device_id=` (empty) is the same as no `device_id`.
     let device_id = match q.device_id.as_deref() {
         None | Some("") => None,
-        Some(d) if ids::valid_device_id(d) => Some(d.to_string()),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "device_id must be 1-128 characters of A-Z a-z 0-9 . _ : -",
-            ))
-        }
+        Some(d) => Some(DeviceId::try_from(d).map_err(|e| ApiError::bad_request(e.to_string()))?),
     };
     let mut topics: Vec<Arc<str>> = Vec::new();
     for topic in q
@@ -133,14 +170,12 @@ fn stream_request(claims: &ClientClaims, q: &EventsQuery) -> Result<OpenRequest,
         .as_deref()
         .unwrap_or("")
         .split(',')
-        .map(str::trim)
+        // ASCII whitespace only, as the documented pattern says.
+        .map(|t| t.trim_matches(|c: char| c.is_ascii_whitespace()))
         .filter(|t| !t.is_empty())
     {
-        if !ids::valid_topic(topic) {
-            return Err(ApiError::bad_request(format!(
-                "topic {topic:?} must be 1-128 characters of A-Z a-z 0-9 . _ : -"
-            )));
-        }
+        let topic = Topic::try_from(topic).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let topic = topic.as_str();
         if let Some(allowed) = &claims.topics {
             if !allowed.iter().any(|a| a == topic) {
                 return Err(ApiError::new(
@@ -166,7 +201,7 @@ fn stream_request(claims: &ClientClaims, q: &EventsQuery) -> Result<OpenRequest,
     };
     Ok(OpenRequest {
         user: claims.sub.as_str().into(),
-        device_id,
+        device_id: device_id.map(String::from),
         topics,
         ack,
         expires_at: claims.exp,

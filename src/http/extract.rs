@@ -1,8 +1,9 @@
 //! Request extractors that answer in the API's error shape: JSON bodies (415 / 413 / 400),
-//! producer keys and client tokens.
+//! path parameters (400), producer keys and client tokens.
 
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use bytes::Bytes;
 use http::request::Parts;
 use http::{header, StatusCode};
@@ -12,6 +13,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::auth::{bearer, AuthError, ClientClaims, ProducerId};
 use crate::backend::ledger::Owner;
+use crate::json::Object;
 
 /// A JSON body: `Content-Type: application/json` (or `+json`), within the body limit, parsed
 /// into `T`.
@@ -33,15 +35,18 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
+/// A body: every body of the API is a JSON object.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        let code = if e.is_data() {
-            "invalid_request"
-        } else {
-            "invalid_json"
-        };
-        ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
-    })
+    serde_json::from_slice(bytes)
+        .map(|Object(t)| t)
+        .map_err(|e| {
+            let code = if e.is_data() {
+                "invalid_request"
+            } else {
+                "invalid_json"
+            };
+            ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
+        })
 }
 
 fn is_json(value: Option<&http::HeaderValue>) -> bool {
@@ -67,6 +72,28 @@ fn body_error(e: BytesRejection) -> ApiError {
         )
     } else {
         ApiError::bad_request(format!("could not read the request body: {e}"))
+    }
+}
+
+/// A path parameter parsed into `T` (a typed id): a value that does not parse is a 400 that
+/// says why, in the API's error shape.
+pub struct PathParam<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for PathParam<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(PathParam(value)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => {
+                Err(ApiError::bad_request(match e.kind() {
+                    ErrorKind::Message(why) => why.clone(),
+                    _ => e.body_text(),
+                }))
+            }
+            // The route has no such parameter: a bug, not a bad request.
+            Err(e) => Err(ApiError::internal(e.body_text())),
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! The HTTP API (API.md §2–4): client streams and devices, the producer API, operations.
+//! The HTTP API (docs/API.md): client streams and devices, the producer API, operations, and
+//! the OpenAPI document of them all.
 
 mod delivery;
 mod devices;
@@ -7,16 +8,19 @@ mod events;
 pub mod events_h1;
 mod extract;
 mod notify;
+pub mod openapi;
 mod ops;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
 use axum::Router;
 use http::{header, HeaderName, Method};
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use crate::auth::Auth;
 use crate::backend::Broker;
@@ -28,7 +32,7 @@ use crate::store::Store;
 use crate::streams::Hub;
 use error::ApiError;
 
-/// Largest request body (API.md §5).
+/// Largest request body (docs/API.md).
 pub const BODY_LIMIT: usize = 64 * 1024;
 /// Largest `/v1/notify/batch` body: 1000 notifications do not fit in 64 KiB.
 pub const BATCH_BODY_LIMIT: usize = 1024 * 1024;
@@ -46,31 +50,28 @@ pub struct AppState {
     pub limits: Arc<Limits>,
 }
 
+/// Every route, each registered with its OpenAPI operation: a route cannot exist without its
+/// documentation.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(events::open_stream))
+        .routes(routes!(delivery::ack))
+        .routes(routes!(devices::register, devices::remove))
+        .routes(routes!(notify::notify))
+        .routes(routes!(notify::notify_batch).layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT)))
+        .routes(routes!(notify::broadcast))
+        .routes(routes!(notify::presence))
+        .routes(routes!(delivery::status))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(openapi::openapi_json))
+}
+
 pub fn routes(state: AppState) -> Router {
-    let client = Router::new()
-        .route("/v1/events", get(events::open_stream))
-        .route("/v1/ack", post(delivery::ack))
-        .route(
-            "/v1/devices/{device_id}",
-            put(devices::register).delete(devices::remove),
-        );
-    let producer = Router::new()
-        .route("/v1/notify", post(notify::notify))
-        .route(
-            "/v1/notify/batch",
-            post(notify::notify_batch).layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT)),
-        )
-        .route("/v1/broadcast", post(notify::broadcast))
-        .route("/v1/presence/{user_id}", get(notify::presence))
-        .route("/v1/notifications/{id}", get(delivery::status));
-    let ops = Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics));
-    let app = Router::new()
-        .merge(client)
-        .merge(producer)
-        .merge(ops)
+    // Serialised now, so the first request for it does not pay for it.
+    let _ = openapi::document();
+    let app = Router::from(api())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

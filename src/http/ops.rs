@@ -13,6 +13,7 @@ use axum::Json;
 use http::header;
 
 use super::error::ApiError;
+use super::openapi::OpsErrors;
 use super::AppState;
 use crate::metrics::Dependency;
 use crate::redact::redact_secrets;
@@ -26,10 +27,40 @@ const WARN_EVERY_MS: u64 = 10_000;
 static LAST_WARN_MS: AtomicU64 = AtomicU64::new(0);
 static UNLOGGED: AtomicU64 = AtomicU64::new(0);
 
+/// The body of `/healthz` and `/readyz`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct StatusAnswer {
+    /// `ok` (`/healthz`) or `ready` (`/readyz`).
+    status: String,
+}
+
+/// Liveness: 200 while the process serves requests.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "healthz",
+    responses(
+        (status = 200, description = "Alive.", body = StatusAnswer, example = json!({"status": "ok"})),
+        OpsErrors,
+    )
+)]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
+/// Readiness: 200 when the store and the broker answer, else 503 `not_ready`.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready to serve.", body = StatusAnswer, example = json!({"status": "ready"})),
+        OpsErrors,
+    )
+)]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let config = &state.config;
     let (store, broker) = futures::join!(
@@ -93,6 +124,17 @@ async fn check<E: std::fmt::Display>(
     false
 }
 
+/// Prometheus metrics of this node (docs/API.md lists them).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4.", body = String, content_type = "text/plain"),
+        OpsErrors,
+    )
+)]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(

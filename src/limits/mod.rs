@@ -14,6 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use crate::auth::ProducerId;
 use crate::config::LimitsConfig;
+use crate::ids::UserId;
 use crate::metrics::{Metrics, OpenScope};
 use bucket::Nanos;
 pub use bucket::Rate;
@@ -58,7 +59,7 @@ pub struct Limits {
     producers: Vec<ProducerBucket>,
     /// `switchboard_producer_rate_limited_total{producer}`, indexed by `ProducerId`.
     producer_refusals: Vec<Counter>,
-    users: Option<KeyedLimiter<String>>,
+    users: Option<KeyedLimiter<UserId>>,
     addresses: Option<KeyedLimiter<IpAddr>>,
     user_refusals: Counter,
     address_refusals: Counter,
@@ -158,7 +159,7 @@ impl Limits {
     }
 
     /// A stream open by an authenticated `user`.
-    pub fn stream_open_by(&self, user: &str) -> Result<(), Limited> {
+    pub fn stream_open_by(&self, user: &UserId) -> Result<(), Limited> {
         let Some(users) = &self.users else {
             return Ok(());
         };
@@ -219,15 +220,16 @@ mod tests {
             c.stream_opens_per_user_burst = 2;
             c.stream_opens_per_ip_per_sec = 1;
         });
-        l.stream_open_by("ann").unwrap();
-        l.stream_open_by("ann").unwrap();
-        let refused = l.stream_open_by("ann").unwrap_err();
+        let user = |u: &str| -> UserId { u.parse().unwrap() };
+        l.stream_open_by(&user("ann")).unwrap();
+        l.stream_open_by(&user("ann")).unwrap();
+        let refused = l.stream_open_by(&user("ann")).unwrap_err();
         assert_eq!(refused.scope, Scope::User);
         assert!(
             (59..=60).contains(&refused.retry_after_secs()),
             "{refused:?}"
         );
-        l.stream_open_by("bob").unwrap();
+        l.stream_open_by(&user("bob")).unwrap();
 
         let a: IpAddr = "127.0.0.2".parse().unwrap();
         l.stream_open_from(a).unwrap();
@@ -249,8 +251,9 @@ mod tests {
         for _ in 0..100_000 {
             l.charge_producer(ProducerId(0), 1000).unwrap();
         }
+        let ann: UserId = "ann".parse().unwrap();
         for _ in 0..10_000 {
-            l.stream_open_by("ann").unwrap();
+            l.stream_open_by(&ann).unwrap();
             l.stream_open_from("127.0.0.1".parse().unwrap()).unwrap();
         }
     }

@@ -406,7 +406,7 @@ pub fn token_with(user: &str, ttl_secs: u64, topics: Option<Vec<String>>) -> Str
         jwt_secret: JWT_SECRET.into(),
         ..Default::default()
     });
-    auth.mint(user, ttl_secs, topics)
+    auth.mint(&user.parse().expect("a valid user id"), ttl_secs, topics)
 }
 
 /// Polls `check` until it is true or `within` passes.
