@@ -72,6 +72,17 @@ export SWITCHBOARD__AUTH__PRODUCER_KEYS="[$PRODUCER_KEY]"
 export SWITCHBOARD__STORE__URL="sqlite://$WORK/switchboard.db?mode=rwc"
 export SWITCHBOARD__FCM__SERVICE_ACCOUNT=$WORK/key.json
 export SWITCHBOARD__FCM__ENDPOINT=$MOCK_URL
+# The per-node limits are raised far above what schemathesis sends: what is checked here is
+# the API's shape, and a refusal that depends on how fast the run goes (429 past a rate, 409
+# past devices.max_per_user as it registers random devices) would hide the answers behind it.
+# The limits themselves are tested in tests/limits.rs and tests/edge.rs.
+export SWITCHBOARD__LIMITS__PRODUCER_RATE_PER_SEC=1000000
+export SWITCHBOARD__LIMITS__PRODUCER_BURST=1000000
+export SWITCHBOARD__LIMITS__STREAM_OPENS_PER_USER_PER_MIN=1000000
+export SWITCHBOARD__LIMITS__STREAM_OPENS_PER_USER_BURST=1000000
+export SWITCHBOARD__LIMITS__STREAM_OPENS_PER_IP_PER_SEC=1000000
+export SWITCHBOARD__LIMITS__STREAM_OPENS_PER_IP_BURST=1000000
+export SWITCHBOARD__DEVICES__MAX_PER_USER=1000000
 export RUST_LOG=${RUST_LOG:-warn,switchboard=info}
 (cd "$WORK" && exec "$OLDPWD/$BIN/switchboard" serve) 2>"$WORK/switchboard.log" &
 PIDS+=($!)
