@@ -163,3 +163,87 @@ async fn malformed_path_parameters_answer_400_in_the_error_shape() {
         .unwrap()
         .starts_with("device_id must be"));
 }
+
+/// The operation's answer for `status`, its `$ref` resolved.
+fn answer<'a>(doc: &'a Value, method: &str, path: &str, status: &str) -> Option<&'a Value> {
+    let answer = &doc["paths"][path][method]["responses"][status];
+    match answer["$ref"].as_str() {
+        Some(r) => resolve(doc, r),
+        None => Some(answer).filter(|a| a.is_object()),
+    }
+}
+
+#[tokio::test]
+async fn the_limits_and_checks_of_the_edge_are_declared_on_their_operations() {
+    let app = TestApp::spawn().await;
+    let (_, doc) = document(&app).await;
+    let says = |method: &str, path: &str, status: &str, code: &str| {
+        let a = answer(&doc, method, path, status)
+            .unwrap_or_else(|| panic!("{method} {path} does not declare {status}"));
+        let description = a["description"].as_str().unwrap();
+        assert!(
+            description.contains(&format!("`{code}`")),
+            "{method} {path} {status}: {description}"
+        );
+        if status == "429" || status == "503" {
+            assert!(
+                a["headers"]["Retry-After"].is_object(),
+                "{method} {path} {status} has Retry-After"
+            );
+        }
+    };
+    for (method, path) in ROUTES {
+        let method = method.to_lowercase();
+        let producer = doc["paths"][path][&method]["security"][0]["producer_key"].is_array();
+        if producer {
+            says(&method, path, "429", "rate_limited");
+        }
+        // The connection cap answers before any route is chosen.
+        says(&method, path, "503", "too_many_connections");
+    }
+    says("get", "/v1/events", "429", "too_many_reconnects");
+    says("get", "/v1/events", "429", "too_many_streams");
+    says("put", "/v1/devices/{device_id}", "409", "too_many_devices");
+    says("get", "/readyz", "503", "not_ready");
+    let ready = answer(&doc, "get", "/readyz", "200").unwrap();
+    assert_eq!(
+        ready["content"]["application/json"]["example"],
+        serde_json::json!({"status": "ready"}),
+        "no node details in the readiness answer"
+    );
+
+    let codes = &doc["components"]["schemas"]["ErrorCode"]["enum"];
+    for code in [
+        "too_many_devices",
+        "not_ready",
+        "rate_limited",
+        "too_many_reconnects",
+        "too_many_connections",
+    ] {
+        assert!(
+            codes.as_array().unwrap().iter().any(|c| c == code),
+            "{code}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_stream_schema_does_not_ask_a_broadcast_for_an_id_line() {
+    let app = TestApp::spawn().await;
+    let (_, doc) = document(&app).await;
+    let events = doc["components"]["schemas"]["StreamEvent"]["oneOf"]
+        .as_array()
+        .unwrap();
+    let broadcast = events
+        .iter()
+        .find(|e| e["properties"]["event"]["enum"][0] == "broadcast")
+        .unwrap();
+    assert!(
+        !broadcast["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "id"),
+        "{broadcast}"
+    );
+}

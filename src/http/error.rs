@@ -237,3 +237,65 @@ impl From<Limited> for ApiError {
         }
     }
 }
+
+/// The codes the document lists, for tests of the answers made outside `ApiError`.
+#[cfg(test)]
+pub(crate) fn documented_codes() -> Vec<String> {
+    use utoipa::PartialSchema;
+    let schema = serde_json::to_value(ErrorCode::schema()).unwrap();
+    schema["enum"]
+        .as_array()
+        .expect("ErrorCode is a string enum")
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::backend::BackendError;
+    use crate::push::Overloaded;
+
+    /// What each module's errors answer is in the document's list, and every 429 and 503
+    /// carries Retry-After: a new error variant that answers an undocumented code fails here.
+    #[test]
+    fn every_converted_error_answers_a_documented_code() {
+        let documented = documented_codes();
+        let limited = |scope| Limited {
+            scope,
+            retry_after: Duration::from_millis(1500),
+        };
+        let errors: Vec<ApiError> = vec![
+            AuthError::Missing.into(),
+            AuthError::Expired.into(),
+            AuthError::NotYetValid.into(),
+            AuthError::Invalid.into(),
+            AuthError::BadClaims.into(),
+            AuthError::ClientTokenOnProducerApi.into(),
+            Invalid::BadRequest("x".into()).into(),
+            Invalid::TooLarge(5000).into(),
+            RouteError::Broker(BackendError::Unavailable("down".into())).into(),
+            RouteError::Overloaded(Overloaded).into(),
+            StoreError::TooManyDevices(20).into(),
+            OpenError::TooMany(8).into(),
+            OpenError::ShuttingDown.into(),
+            OpenError::Broker(BackendError::Unavailable("down".into())).into(),
+            limited(Scope::Producer).into(),
+            limited(Scope::User).into(),
+            limited(Scope::Address).into(),
+            ApiError::internal("a bug"),
+        ];
+        for e in errors {
+            assert!(
+                documented.iter().any(|c| c == e.code),
+                "{} is not in ErrorCode",
+                e.code
+            );
+            let retry = matches!(e.status.as_u16(), 429 | 503);
+            assert_eq!(e.retry_after.is_some(), retry, "{}: {}", e.code, e.status);
+        }
+    }
+}

@@ -136,6 +136,12 @@ mod tests {
         );
         let error: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(error["error"]["code"], "too_many_connections");
+        assert!(
+            crate::http::error::documented_codes()
+                .iter()
+                .any(|c| c == "too_many_connections"),
+            "the code is in the OpenAPI document's list"
+        );
     }
 
     #[test]
