@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub header_timeout_secs: u64,
     pub idle_timeout_secs: u64,
+    /// A request body must arrive whole within this, counted from its head.
+    pub body_timeout_secs: u64,
     /// 0 = no HTTP/2 keep-alive PINGs.
     pub h2_keepalive_interval_secs: u64,
     pub h2_keepalive_timeout_secs: u64,
@@ -349,9 +351,12 @@ impl Config {
 
     fn validate_edge(&self, errors: &mut Vec<String>) {
         let server = &self.server;
-        if server.header_timeout_secs == 0 || server.idle_timeout_secs == 0 {
+        if server.header_timeout_secs == 0
+            || server.idle_timeout_secs == 0
+            || server.body_timeout_secs == 0
+        {
             errors.push(
-                "server.header_timeout_secs and server.idle_timeout_secs must be at least 1".into(),
+                "server.header_timeout_secs, server.idle_timeout_secs and server.body_timeout_secs must be at least 1".into(),
             );
         }
         if server.h2_keepalive_interval_secs > 0 && server.h2_keepalive_timeout_secs == 0 {

@@ -132,16 +132,24 @@ pub enum ConnTimeout {
     Idle,
     /// An HTTP/2 keep-alive PING went unanswered.
     Ping,
+    /// A request body did not arrive whole within `server.body_timeout_secs` (answered 408).
+    Body,
 }
 
 impl ConnTimeout {
-    pub const ALL: [ConnTimeout; 3] = [ConnTimeout::Header, ConnTimeout::Idle, ConnTimeout::Ping];
+    pub const ALL: [ConnTimeout; 4] = [
+        ConnTimeout::Header,
+        ConnTimeout::Idle,
+        ConnTimeout::Ping,
+        ConnTimeout::Body,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ConnTimeout::Header => "header",
             ConnTimeout::Idle => "idle",
             ConnTimeout::Ping => "ping",
+            ConnTimeout::Body => "body",
         }
     }
 }
@@ -200,7 +208,7 @@ pub struct Metrics {
     pub idempotency_evictions: Counter,
     pub connections: Gauge,
     pub connections_refused: Counter,
-    conn_timeouts: [Counter; 3],
+    conn_timeouts: [Counter; 4],
     producer_rate_limited: Family<[(&'static str, String); 1], Counter>,
     stream_opens_limited: [Counter; 2],
     rate_limit_keys: [Gauge; 2],
@@ -389,7 +397,7 @@ impl Metrics {
         let f = family(
             &mut r,
             "switchboard_connection_timeouts",
-            "Connections the server closed on a timer, by kind (header, idle, ping)",
+            "Connections the server closed on a timer, by kind (header, idle, ping, body)",
         );
         let conn_timeouts =
             ConnTimeout::ALL.map(|t| f.get_or_create_owned(&[("kind", t.as_str())]));

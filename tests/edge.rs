@@ -189,6 +189,39 @@ async fn a_connection_silent_after_its_first_bytes_is_closed_after_the_header_ti
 }
 
 #[tokio::test]
+async fn a_body_trickled_past_the_body_timeout_gets_408_and_the_connection_is_closed() {
+    let app =
+        TestApp::spawn_with(Options::default().env("SWITCHBOARD__SERVER__BODY_TIMEOUT_SECS", "1"))
+            .await;
+    let body = br#"{"user_id":"alice","data":{"k":"v"}}"#;
+    let head = format!(
+        "POST /v1/notify HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        common::PRODUCER_KEY,
+        body.len()
+    );
+    let mut tcp = TcpStream::connect(&app.addr).await.unwrap();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    // Half the body, then nothing: the head arrived in time, the body never does.
+    tcp.write_all(&body[..body.len() / 2]).await.unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, tcp.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed, not held open")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(answer.contains("\"request_timeout\""), "{answer}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    let timeouts = "switchboard_connection_timeouts_total{kind=\"body\"}";
+    assert_eq!(app.metric(timeouts).await, 1.0);
+    // Nothing half-read was accepted.
+    let routed = "switchboard_notifications_total{route=\"none\"}";
+    assert_eq!(app.metric(routed).await, 0.0);
+}
+
+#[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let app = TestApp::spawn_with(
         Options::default()

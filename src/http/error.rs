@@ -40,6 +40,16 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
 
+    /// The body did not arrive in time: the connection is closed after this answer (what is
+    /// left of the body is not worth reading).
+    pub fn request_timeout() -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body did not arrive in time",
+        )
+    }
+
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
@@ -116,6 +126,7 @@ pub enum ErrorCode {
     TopicNotAllowed,
     NotFound,
     MethodNotAllowed,
+    RequestTimeout,
     IdempotencyKeyInUse,
     TooManyDevices,
     PayloadTooLarge,
@@ -138,6 +149,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

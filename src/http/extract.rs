@@ -1,4 +1,4 @@
-//! Request extractors that answer in the API's error shape: JSON bodies (415 / 413 / 400),
+//! Request extractors that answer in the API's error shape: JSON bodies (415 / 413 / 408 / 400),
 //! path parameters (400), producer keys and client tokens.
 
 use axum::extract::path::ErrorKind;
@@ -8,12 +8,14 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{header, StatusCode};
 use serde::de::DeserializeOwned;
+use std::time::Duration;
 
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::{bearer, AuthError, ClientClaims, ProducerId};
 use crate::backend::ledger::Owner;
 use crate::json::Object;
+use crate::metrics::ConnTimeout;
 
 /// A JSON body: `Content-Type: application/json` (or `+json`), within the body limit, parsed
 /// into `T`.
@@ -30,7 +32,16 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 "send the body as Content-Type: application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        // The head's deadline does not cover the body: without this a peer that trickles a body
+        // holds its connection (and a slot of server.max_connections) for as long as it likes.
+        let deadline = Duration::from_secs(state.config.server.body_timeout_secs);
+        let bytes = match tokio::time::timeout(deadline, Bytes::from_request(req, state)).await {
+            Ok(read) => read.map_err(body_error)?,
+            Err(_) => {
+                state.metrics.conn_timeout(ConnTimeout::Body);
+                return Err(ApiError::request_timeout());
+            }
+        };
         parse_json(&bytes).map(JsonBody)
     }
 }

@@ -103,6 +103,7 @@ const ERROR_ANSWERS: &[(&str, &str, &str, bool)] = &[
     ("TopicNotAllowed", "403", "`topic_not_allowed`: a requested topic is not in the token's `topics` claim.", false),
     ("NotFound", "404", "`not_found`.", false),
     ("MethodNotAllowed", "405", "`method_not_allowed`: the path exists, with other methods.", false),
+    ("RequestTimeout", "408", "`request_timeout`: the body did not arrive whole within `server.body_timeout_secs` of the request head; the connection is closed.", false),
     ("IdempotencyKeyInUse", "409", "`idempotency_key_in_use`: another request with this `idempotency_key` is still being processed; retry shortly.", false),
     ("TooManyDevices", "409", "`too_many_devices`: the user has `devices.max_per_user` devices; delete one first (replacing a registered device's token is always allowed).", false),
     ("PayloadTooLarge", "413", "`payload_too_large`: the body is over its limit (64 KiB; 1 MiB for a batch), or the FCM payload (`data` + `notification`) is over FCM's 4096 bytes.", false),
@@ -155,7 +156,7 @@ error_answers! {
     /// What every client route can answer besides its own.
     ClientErrors: "Unauthorized", "MethodNotAllowed", "Unavailable";
     /// What a route with a JSON body can answer about it.
-    BodyErrors: "BadRequest", "PayloadTooLarge", "UnsupportedMediaType";
+    BodyErrors: "BadRequest", "RequestTimeout", "PayloadTooLarge", "UnsupportedMediaType";
     /// What an operations route can answer.
     OpsErrors: "MethodNotAllowed", "Unavailable";
     BadRequest: "BadRequest";
