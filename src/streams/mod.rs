@@ -236,6 +236,10 @@ impl Hub {
     pub fn written(&self, s: &Stream, n: &SharedNotification) {
         let micros = crate::time::unix_micros().saturating_sub(n.accepted_us);
         self.metrics.delivery_latency.observe(micros as f64 / 1e6);
+        if !s.ack {
+            // Without acks, the write settles it: this device will not get it through FCM.
+            self.metrics.fcm_sends_avoided.inc();
+        }
         self.ledger.written(n, s.device_id.as_deref(), s.ack);
     }
 
