@@ -115,6 +115,11 @@ impl Hub {
         &self.metrics
     }
 
+    /// Whether the node is shutting down (`shutdown_all` was called): long-lived answers end.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
     /// Registers a stream (replacing the user's stream of the same device), subscribes what
     /// the node newly needs, and returns it with the `retry:` preamble queued.
     pub async fn open(&self, req: OpenRequest) -> Result<Arc<Stream>, OpenError> {
