@@ -263,6 +263,18 @@ async fn the_tools_look_up_any_record_and_presence_and_send_a_test_notification(
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    for bad in [json!({"user_id": "a b"}), json!({"user_id": "carol", "title": "a\u{7}b"})] {
+        let (status, body) = call(
+            &app,
+            reqwest::Method::POST,
+            "/v1/console/test-notify",
+            Some(OPERATOR_KEY),
+            Some(bad.clone()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_request");
+    }
 
     let f = figures_until(&mut figures, |f| total(f, "fcm_sends_avoided") >= 1.0).await;
     assert_eq!(total(&f, "fcm_sends_avoided"), 1.0, "{f}");

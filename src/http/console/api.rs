@@ -32,6 +32,9 @@ use crate::notification::NotifyRequest;
 /// How often the figures stream sends.
 const TICK: Duration = Duration::from_secs(1);
 
+/// Longest test notification title (characters).
+const MAX_TITLE: usize = 200;
+
 /// Who created a test notification, as its record keeps it: no producer has this index or
 /// name, so only an operator reads it.
 const CONSOLE: Owner<'static> = Owner {
@@ -231,6 +234,11 @@ pub async fn test_notify(
     let title = req
         .title
         .unwrap_or_else(|| "Switchboard console test".to_string());
+    if title.chars().count() > MAX_TITLE || title.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "title must be at most {MAX_TITLE} characters, without control characters"
+        )));
+    }
     let notify: NotifyRequest = serde_json::from_value(serde_json::json!({
         "user_id": req.user_id,
         "data": BTreeMap::from([("switchboard_console_test", "1")]),
