@@ -356,7 +356,10 @@ mod tests {
             ..AuthConfig::default()
         });
         assert!(a.verify_operator("op").is_ok());
-        assert_eq!(a.verify_operator("p1").unwrap_err(), AuthError::NotAnOperator);
+        assert_eq!(
+            a.verify_operator("p1").unwrap_err(),
+            AuthError::NotAnOperator
+        );
         let client = a.mint(&u1(), 60, None);
         assert_eq!(
             a.verify_operator(&client).unwrap_err(),

@@ -202,7 +202,10 @@ mod tests {
         m.fcm_accepted.inc();
         let f = Figures::capture("n1", &m);
         assert_eq!(f.series["switchboard_sse_connections"], 3.0);
-        assert_eq!(f.series["switchboard_notifications_total{route=\"sse\"}"], 0.0);
+        assert_eq!(
+            f.series["switchboard_sse_disconnects_total{reason=\"replaced\"}"],
+            0.0
+        );
         assert_eq!(f.series[AVOIDED], 3.0);
         assert_eq!(f.series[AVOIDED_SHARE], 0.75);
         assert!(!f.series.keys().any(|k| k.contains("_created")));
@@ -257,7 +260,10 @@ mod tests {
         board.put(f("b", 2));
         let nodes = board.fresh();
         assert_eq!(
-            nodes.iter().map(|n| (n.node_id.as_str(), n.at_ms)).collect::<Vec<_>>(),
+            nodes
+                .iter()
+                .map(|n| (n.node_id.as_str(), n.at_ms))
+                .collect::<Vec<_>>(),
             [("a", 1), ("b", 2)]
         );
     }

@@ -240,7 +240,11 @@ async fn the_tools_look_up_any_record_and_presence_and_send_a_test_notification(
     assert_eq!(record["deliveries"][0]["channel"], "sse", "{record}");
     assert_eq!(record["deliveries"][0]["device_id"], "laptop", "{record}");
     let (status, _) = app
-        .producer(reqwest::Method::GET, &format!("/v1/notifications/{id}"), None)
+        .producer(
+            reqwest::Method::GET,
+            &format!("/v1/notifications/{id}"),
+            None,
+        )
         .await;
     assert_eq!(
         status,
@@ -252,7 +256,10 @@ async fn the_tools_look_up_any_record_and_presence_and_send_a_test_notification(
     let (_, produced) = app
         .notify(json!({"user_id": "dave", "data": {"k": "v"}}))
         .await;
-    let path = format!("/v1/console/notifications/{}", produced["id"].as_str().unwrap());
+    let path = format!(
+        "/v1/console/notifications/{}",
+        produced["id"].as_str().unwrap()
+    );
     let (status, record) = operator(&app, reqwest::Method::GET, &path).await;
     assert_eq!(status, StatusCode::OK, "{record}");
     assert_eq!(record["route"], "none");
@@ -263,7 +270,10 @@ async fn the_tools_look_up_any_record_and_presence_and_send_a_test_notification(
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    for bad in [json!({"user_id": "a b"}), json!({"user_id": "carol", "title": "a\u{7}b"})] {
+    for bad in [
+        json!({"user_id": "a b"}),
+        json!({"user_id": "carol", "title": "a\u{7}b"}),
+    ] {
         let (status, body) = call(
             &app,
             reqwest::Method::POST,
@@ -289,7 +299,10 @@ async fn the_tools_look_up_any_record_and_presence_and_send_a_test_notification(
         1.0
     );
     assert!(
-        total(&f, "switchboard_delivery_latency_seconds{quantile=\"0.99\"}") > 0.0,
+        total(
+            &f,
+            "switchboard_delivery_latency_seconds{quantile=\"0.99\"}"
+        ) > 0.0,
         "{f}"
     );
     assert_eq!(

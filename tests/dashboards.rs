@@ -73,7 +73,11 @@ fn dashboard_queries(dashboard: &Value) -> Vec<String> {
             out.push(target["expr"].as_str().expect("expr").to_string());
         }
     }
-    for variable in dashboard["templating"]["list"].as_array().into_iter().flatten() {
+    for variable in dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         if let Some(q) = variable["query"]["query"].as_str() {
             out.push(q.to_string());
         }
@@ -109,7 +113,10 @@ async fn every_metric_the_dashboard_and_the_rules_name_is_exported_by_a_node() {
     let mut named = BTreeSet::new();
     for q in &queries {
         let names = metric_names(q);
-        assert!(!names.is_empty(), "a query without a switchboard metric: {q}");
+        assert!(
+            !names.is_empty(),
+            "a query without a switchboard metric: {q}"
+        );
         named.extend(names);
     }
     let rules = std::fs::read_to_string(repo(RULES)).unwrap();
@@ -125,7 +132,10 @@ async fn every_metric_the_dashboard_and_the_rules_name_is_exported_by_a_node() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
     let id = sent["id"].as_str().unwrap().to_string();
-    streaming.next(Duration::from_secs(5)).await.expect("written");
+    streaming
+        .next(Duration::from_secs(5))
+        .await
+        .expect("written");
     assert_eq!(app.ack("alice", &[&id]).await, StatusCode::NO_CONTENT);
     app.register_device("bob", "phone", "token-bob").await;
     app.notify(json!({"user_id": "bob", "data": {"k": "v"}}))

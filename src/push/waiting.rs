@@ -76,18 +76,19 @@ async fn refresh(waiting: Weak<Waiting>) {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn depth_and_age_follow_the_queue() {
         let metrics = Metrics::new();
         let w = Waiting::start(&metrics);
         w.queued();
-        tokio::time::advance(Duration::from_secs(3)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         w.queued();
         assert_eq!(metrics.push_queue_depth.get(), 2);
-        assert!((metrics.push_queue_oldest_seconds.get() - 3.0).abs() < 0.01);
+        let oldest = metrics.push_queue_oldest_seconds.get();
+        assert!((0.2..1.0).contains(&oldest), "{oldest}");
         w.left();
         assert_eq!(metrics.push_queue_depth.get(), 1);
-        assert!(metrics.push_queue_oldest_seconds.get() < 0.01);
+        assert!(metrics.push_queue_oldest_seconds.get() < 0.1);
         w.left();
         w.left();
         assert_eq!(metrics.push_queue_depth.get(), 0);

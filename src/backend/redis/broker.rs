@@ -60,7 +60,9 @@ impl RedisBroker {
         ));
         let subscriptions = Subscriptions::start(subscriber, clustered, metrics.clone());
         // Kept in the subscription set, so it is restored after every reconnect like the rest.
-        subscriptions.subscribe(names.figures_channel.clone()).await?;
+        subscriptions
+            .subscribe(names.figures_channel.clone())
+            .await?;
         let presence = Presence::start(
             publisher.clone(),
             names.clone(),

@@ -9,11 +9,10 @@
 
 pub mod api;
 
-
 use axum::extract::FromRequestParts;
 use axum::response::IntoResponse;
-use http::request::Parts;
 use http::header;
+use http::request::Parts;
 
 use super::error::ApiError;
 use super::openapi::OpsErrors;
