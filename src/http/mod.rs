@@ -1,5 +1,5 @@
-//! The HTTP API (docs/API.md): client streams and devices, the producer API, operations, and
-//! the OpenAPI document of them all.
+//! The HTTP API (docs/API.md): client streams and devices, the producer API, operations, the
+//! operator console, and the OpenAPI document of them all.
 
 mod console;
 mod delivery;
