@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Auth;
 use crate::backend::{Backend, BackendError};
 use crate::config::Config;
+use crate::figures::Figures;
 use crate::http::{routes, AppState};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
@@ -151,6 +152,7 @@ impl App {
             Duration::from_secs(state.config.sse.heartbeat_secs),
             background.clone(),
         ));
+        let figures = tokio::spawn(publish_figures(state.clone(), background.clone()));
         let sweep_every =
             Duration::from_millis((state.config.delivery.ack_timeout_ms / 10).clamp(20, 1000));
         let deadlines = tokio::spawn(
@@ -207,6 +209,7 @@ impl App {
             .await;
         background.cancel();
         let _ = heartbeat.await;
+        let _ = figures.await;
         let _ = deadlines.await;
         state.store.close().await;
         tracing::info!("shutdown complete");
@@ -221,6 +224,24 @@ async fn heartbeat(hub: Arc<Hub>, period: Duration, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tick.tick() => hub.heartbeat(),
+        }
+    }
+}
+
+/// This node's figures to every node's console (through the broker), once a second.
+async fn publish_figures(state: AppState, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {
+                let figures = Arc::new(Figures::capture(state.hub.node_id(), &state.metrics));
+                if let Err(e) = state.broker.publish_figures(figures).await {
+                    // The console shows the node missing; requests count broker errors.
+                    tracing::debug!(error = %e, "could not publish this node's figures");
+                }
+            }
         }
     }
 }

@@ -43,6 +43,12 @@ pub enum AuthError {
     BadClaims,
     #[error("client tokens cannot call the producer API")]
     ClientTokenOnProducerApi,
+    /// A producer key or a client token on the console: valid, but not an operator's.
+    #[error("only an operator key (auth.operator_keys) opens the console")]
+    NotAnOperator,
+    /// `auth.operator_keys` is empty: nobody may open the console.
+    #[error("the console is closed on this node (auth.operator_keys is empty)")]
+    ConsoleClosed,
 }
 
 pub struct Auth {
@@ -50,6 +56,8 @@ pub struct Auth {
     encoding: EncodingKey,
     validation: Validation,
     producer_keys: Vec<Vec<u8>>,
+    /// `auth.operator_keys`: what opens the console.
+    operator_keys: Vec<Vec<u8>>,
     /// Per producer key, a stable name that does not reveal it (SHA-256 prefix): what scopes
     /// idempotency keys in a shared Redis.
     producer_names: Vec<String>,
@@ -97,6 +105,12 @@ impl Auth {
             validation,
             producer_keys: cfg
                 .producer_keys
+                .iter()
+                .filter(|k| !k.is_empty())
+                .map(|k| k.as_bytes().to_vec())
+                .collect(),
+            operator_keys: cfg
+                .operator_keys
                 .iter()
                 .filter(|k| !k.is_empty())
                 .map(|k| k.as_bytes().to_vec())
@@ -149,6 +163,27 @@ impl Auth {
             Some(p) => Ok(p),
             None if self.verify_client(key).is_ok() => Err(AuthError::ClientTokenOnProducerApi),
             None => Err(AuthError::Invalid),
+        }
+    }
+
+    /// Whether `key` is an operator key; a producer key or a client token is told apart
+    /// (403), so a caller learns it holds the wrong kind of credential, not that it is unknown.
+    pub fn verify_operator(&self, key: &str) -> Result<(), AuthError> {
+        if self.operator_keys.is_empty() {
+            return Err(AuthError::ConsoleClosed);
+        }
+        let given = key.as_bytes();
+        let mut found = false;
+        // Every key is compared, so the time taken does not tell which one matched.
+        for k in &self.operator_keys {
+            found |= bool::from(k.as_slice().ct_eq(given));
+        }
+        if found {
+            Ok(())
+        } else if self.verify_producer(key).is_ok() || self.verify_client(key).is_ok() {
+            Err(AuthError::NotAnOperator)
+        } else {
+            Err(AuthError::Invalid)
         }
     }
 
@@ -305,6 +340,33 @@ mod tests {
             a.verify_producer(&client).unwrap_err(),
             AuthError::ClientTokenOnProducerApi
         );
+    }
+
+    #[test]
+    fn only_operator_keys_open_the_console() {
+        let closed = auth();
+        assert_eq!(
+            closed.verify_operator("p1").unwrap_err(),
+            AuthError::ConsoleClosed
+        );
+        let a = Auth::new(&AuthConfig {
+            jwt_secret: "s3cret".into(),
+            producer_keys: vec!["p1".into()],
+            operator_keys: vec!["op".into(), String::new()],
+            ..AuthConfig::default()
+        });
+        assert!(a.verify_operator("op").is_ok());
+        assert_eq!(
+            a.verify_operator("p1").unwrap_err(),
+            AuthError::NotAnOperator
+        );
+        let client = a.mint(&u1(), 60, None);
+        assert_eq!(
+            a.verify_operator(&client).unwrap_err(),
+            AuthError::NotAnOperator
+        );
+        assert_eq!(a.verify_operator("").unwrap_err(), AuthError::Invalid);
+        assert_eq!(a.verify_operator("nope").unwrap_err(), AuthError::Invalid);
     }
 
     #[test]

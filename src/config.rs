@@ -60,6 +60,8 @@ pub struct AuthConfig {
     pub issuer: String,
     /// When set, client tokens must carry this `aud`; empty: `aud` is not checked.
     pub audience: String,
+    /// Keys that open `/console` and `/v1/console/...`; empty: the console is closed.
+    pub operator_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -215,6 +217,17 @@ impl Config {
         }
         if self.auth.producer_keys.iter().all(|k| k.is_empty()) {
             errors.push("auth.producer_keys needs at least one non-empty key".into());
+        }
+        // A producer key must never open the console (it would read every producer's records).
+        if self
+            .auth
+            .operator_keys
+            .iter()
+            .any(|k| !k.is_empty() && self.auth.producer_keys.contains(k))
+        {
+            errors.push(
+                "auth.operator_keys must not contain a key of auth.producer_keys: give operators keys of their own".into(),
+            );
         }
         self.validate_exposure(&mut errors);
         if self.broker.kind == BrokerKind::Redis {

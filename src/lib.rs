@@ -22,6 +22,7 @@
 //! - [`store`]: the device registry over sqlx (SQLite, PostgreSQL).
 //! - [`notification`]: producer requests, validation, the accepted forms and their SSE frames.
 //! - [`metrics`]: every metric name in one place.
+//! - [`figures`]: a node's figures for the operator console, and their sum over the cluster.
 //! - [`redact`]: credentials masked in URLs and messages before they are printed or logged.
 //! - [`ids`], [`json`]: identifiers that only hold valid values; JSON objects only.
 #![forbid(unsafe_code)]
@@ -30,6 +31,7 @@ pub mod app;
 pub mod auth;
 pub mod backend;
 pub mod config;
+pub mod figures;
 pub mod http;
 pub mod ids;
 pub mod json;

@@ -2,6 +2,7 @@
 //! paths only touch atomics.
 
 use std::marker::PhantomData;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -187,6 +188,12 @@ pub struct Metrics {
     pub fcm_failed: Counter,
     pub fcm_tokens_pruned: Counter,
     pub fcm_queue_depth: Gauge,
+    /// Pushes waiting to be sent (today: for an FCM slot), and how long the oldest has waited.
+    pub push_queue_depth: Gauge,
+    pub push_queue_oldest_seconds: Gauge<f64, AtomicU64>,
+    /// Device deliveries made over a stream that a push-everything design would have sent
+    /// through FCM (docs/API.md defines it).
+    pub fcm_sends_avoided: Counter,
     /// `reason`: `streams::FallbackReason`, counted by the hub.
     pub fallbacks: LabelFamily,
     pub broadcasts: Counter,
@@ -284,6 +291,24 @@ impl Metrics {
             "switchboard_fcm_queue_depth",
             "FCM sends waiting for a slot",
             fcm_queue_depth.clone(),
+        );
+        let push_queue_depth = Gauge::default();
+        r.register(
+            "switchboard_push_queue_depth",
+            "Push sends waiting to be sent",
+            push_queue_depth.clone(),
+        );
+        let push_queue_oldest_seconds = Gauge::<f64, AtomicU64>::default();
+        r.register(
+            "switchboard_push_queue_oldest_seconds",
+            "How long the oldest waiting push send has waited (0 when none waits)",
+            push_queue_oldest_seconds.clone(),
+        );
+        let fcm_sends_avoided = Counter::default();
+        r.register(
+            "switchboard_fcm_sends_avoided",
+            "Deliveries over a stream that a push-everything design would have sent through FCM: writes to streams without ack, and acks in time",
+            fcm_sends_avoided.clone(),
         );
         let fallbacks = LabelFamily::register(
             &mut r,
@@ -434,6 +459,9 @@ impl Metrics {
             fcm_failed,
             fcm_tokens_pruned,
             fcm_queue_depth,
+            push_queue_depth,
+            push_queue_oldest_seconds,
+            fcm_sends_avoided,
             fallbacks,
             broadcasts,
             broadcast_deliveries,
@@ -546,6 +574,9 @@ mod tests {
             "switchboard_connection_timeouts_total{kind=\"idle\"} 0",
             "switchboard_stream_opens_limited_total{scope=\"ip\"} 0",
             "switchboard_rate_limit_keys{scope=\"user\"} 0",
+            "switchboard_push_queue_depth 0",
+            "switchboard_push_queue_oldest_seconds 0.0",
+            "switchboard_fcm_sends_avoided_total 0",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -64,6 +64,10 @@ impl NotificationRouter {
     pub async fn ack(&self, user: &UserId, id: &NotificationId) -> Result<AckResult, BackendError> {
         let result = self.ledger.ack(user, id).await?;
         self.acks.inc(result);
+        if result == AckResult::Acked {
+            // Acked in time: its deadline will not send it through FCM.
+            self.metrics.fcm_sends_avoided.inc();
+        }
         Ok(result)
     }
 

@@ -25,6 +25,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
+    ("GET", "/console"),
+    ("GET", "/v1/console/stats"),
+    ("GET", "/v1/console/notifications/{id}"),
+    ("GET", "/v1/console/presence/{user_id}"),
+    ("POST", "/v1/console/test-notify"),
 ];
 
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "DELETE", "PATCH"];
@@ -72,7 +77,7 @@ async fn the_openapi_document_is_served_without_auth_and_parses_as_openapi_3_1()
     for r in all {
         assert!(resolve(&doc, r).is_some(), "{r} does not resolve");
     }
-    for scheme in ["producer_key", "client_jwt", "access_token"] {
+    for scheme in ["producer_key", "client_jwt", "access_token", "operator_key"] {
         assert!(
             doc["components"]["securitySchemes"][scheme].is_object(),
             "{scheme}"

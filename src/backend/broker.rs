@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::BackendFuture;
+use crate::figures::Figures;
 use crate::notification::{SharedBroadcast, SharedNotification};
 
 /// A broker channel: one per user (unicast) and one per topic (broadcast).
@@ -56,6 +57,11 @@ pub trait Broker: Send + Sync {
     fn set_presence(&self, user: &Arc<str>, stream_id: u64, connection: Option<Connection>);
     /// Every live stream of `user`, on every node.
     fn presence(&self, user: &str) -> BackendFuture<Vec<Connection>>;
+    /// Publishes this node's figures to every node's console (the memory broker: to this
+    /// node's own).
+    fn publish_figures(&self, figures: Arc<Figures>) -> BackendFuture<()>;
+    /// The latest figures of every node that published lately, this one included.
+    fn figures(&self) -> Vec<Arc<Figures>>;
     /// Answers when the broker is reachable (`/readyz`).
     fn ping(&self) -> BackendFuture<()>;
     /// Writes what is pending and withdraws this node (after its streams have closed).

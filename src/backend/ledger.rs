@@ -180,6 +180,8 @@ pub trait Ledger: Send + Sync {
     fn ack(&self, user: &str, id: &str) -> BackendFuture<AckResult>;
     /// The record, if `caller` created it: another producer's record reads as unknown.
     fn record(&self, id: &str, caller: Owner<'_>) -> BackendFuture<Option<RawRecord>>;
+    /// The record, whoever created it: for operators (the console), never for producers.
+    fn operator_record(&self, id: &str) -> BackendFuture<Option<RawRecord>>;
     fn idem_begin(&self, scope: &str) -> BackendFuture<IdemBegin>;
     /// Stores the answer for the key, or with `None` frees the key (the request failed).
     fn idem_finish(&self, scope: &str, answer: Option<String>);

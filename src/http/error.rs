@@ -167,7 +167,9 @@ impl From<AuthError> for ApiError {
             AuthError::Invalid | AuthError::BadClaims | AuthError::NotYetValid => {
                 (StatusCode::UNAUTHORIZED, "invalid_token")
             }
-            AuthError::ClientTokenOnProducerApi => (StatusCode::FORBIDDEN, "forbidden"),
+            AuthError::ClientTokenOnProducerApi
+            | AuthError::NotAnOperator
+            | AuthError::ConsoleClosed => (StatusCode::FORBIDDEN, "forbidden"),
         };
         ApiError::new(status, code, e.to_string())
     }
@@ -291,6 +293,8 @@ mod tests {
             AuthError::Invalid.into(),
             AuthError::BadClaims.into(),
             AuthError::ClientTokenOnProducerApi.into(),
+            AuthError::NotAnOperator.into(),
+            AuthError::ConsoleClosed.into(),
             Invalid::BadRequest("x".into()).into(),
             Invalid::TooLarge(5000).into(),
             RouteError::Broker(BackendError::Unavailable("down".into())).into(),

@@ -1,6 +1,7 @@
-//! The HTTP API (docs/API.md): client streams and devices, the producer API, operations, and
-//! the OpenAPI document of them all.
+//! The HTTP API (docs/API.md): client streams and devices, the producer API, operations, the
+//! operator console, and the OpenAPI document of them all.
 
+mod console;
 mod delivery;
 mod devices;
 pub mod error;
@@ -66,6 +67,11 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .routes(routes!(openapi::openapi_json))
+        .routes(routes!(console::page))
+        .routes(routes!(console::api::stats))
+        .routes(routes!(console::api::lookup))
+        .routes(routes!(console::api::presence))
+        .routes(routes!(console::api::test_notify))
 }
 
 pub fn routes(state: AppState) -> Router {

@@ -259,14 +259,22 @@ pub async fn presence(
     _producer: Producer,
     PathParam(user_id): PathParam<UserId>,
 ) -> Result<Json<PresenceAnswer>, ApiError> {
+    read_presence(&state, user_id).await.map(Json)
+}
+
+/// The user's live streams on every node (producers' and operators' presence).
+pub(super) async fn read_presence(
+    state: &AppState,
+    user_id: UserId,
+) -> Result<PresenceAnswer, ApiError> {
     let connections = state
         .broker
         .presence(&user_id)
         .await
         .map_err(|e| ApiError::broker_unavailable("reading presence", e))?;
-    Ok(Json(PresenceAnswer {
+    Ok(PresenceAnswer {
         user_id,
         online: !connections.is_empty(),
         connections,
-    }))
+    })
 }

@@ -34,6 +34,7 @@ use crate::notification::{BroadcastEvent, NotificationEvent};
         (name = "client", description = "Apps and browsers, with a client JWT."),
         (name = "producer", description = "Backend services, with a producer key."),
         (name = "operations", description = "Health, readiness, metrics and this document; no authentication."),
+        (name = "console", description = "The operator console: its page, and its API with an operator key."),
     ),
     // The ids are named here: parameters refer to them, and routes! collects only bodies' schemas.
     components(schemas(ErrorBody, UserId, DeviceId, Topic, NotificationId)),
@@ -73,6 +74,19 @@ impl Modify for Shared {
             ),
         );
         components.add_security_scheme(
+            OPERATOR_KEY,
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "`Authorization: Bearer <operator key>`, one of `auth.operator_keys`: opens \
+                         the console's API (`/v1/console/...`). Producer keys and client tokens \
+                         do not.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
             ACCESS_TOKEN,
             SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
                 "access_token",
@@ -93,13 +107,14 @@ impl Modify for Shared {
 const PRODUCER_KEY: &str = "producer_key";
 const CLIENT_JWT: &str = "client_jwt";
 const ACCESS_TOKEN: &str = "access_token";
+const OPERATOR_KEY: &str = "operator_key";
 
 /// The shared error answers: component name, status, description (with the codes), and whether
 /// the answer carries `Retry-After`.
 const ERROR_ANSWERS: &[(&str, &str, &str, bool)] = &[
     ("BadRequest", "400", "`invalid_json`: the body is not JSON. `invalid_request`: a field, parameter or path segment has the wrong type or shape (control characters included); the message names it.", false),
     ("Unauthorized", "401", "`missing_token`, `invalid_token` (bad signature or algorithm, malformed claims, `nbf` in the future, wrong `iss` / `aud`, unknown producer key) or `token_expired`.", false),
-    ("Forbidden", "403", "`forbidden`: a client token on the producer API.", false),
+    ("Forbidden", "403", "`forbidden`: a client token on the producer API; on the console's API, a producer key or client token (only an operator key opens it), or any key when the node's `auth.operator_keys` is empty (the console is closed).", false),
     ("TopicNotAllowed", "403", "`topic_not_allowed`: a requested topic is not in the token's `topics` claim.", false),
     ("NotFound", "404", "`not_found`.", false),
     ("MethodNotAllowed", "405", "`method_not_allowed`: the path exists, with other methods.", false),
@@ -153,6 +168,8 @@ macro_rules! error_answers {
 error_answers! {
     /// What every producer route can answer besides its own.
     ProducerErrors: "Unauthorized", "Forbidden", "MethodNotAllowed", "RateLimited", "Unavailable";
+    /// What every operator (console) route can answer besides its own.
+    OperatorErrors: "Unauthorized", "Forbidden", "MethodNotAllowed", "Unavailable";
     /// What every client route can answer besides its own.
     ClientErrors: "Unauthorized", "MethodNotAllowed", "Unavailable";
     /// What a route with a JSON body can answer about it.

@@ -9,6 +9,7 @@
 pub mod fcm;
 mod retry;
 mod sender;
+mod waiting;
 
 pub use sender::{Batch, Job, Overloaded, Sender, SenderConfig};
 

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::retry::{deliver, RetryPolicy};
+use super::waiting::Waiting;
 use super::{Outcome, Provider};
 use crate::backend::{Delivery, SharedLedger, Status};
 use crate::config::FcmConfig;
@@ -84,6 +85,7 @@ pub struct Sender {
     drain: CancellationToken,
     drained: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     metrics: Arc<Metrics>,
+    waiting: Arc<Waiting>,
 }
 
 impl Sender {
@@ -92,6 +94,7 @@ impl Sender {
             queue: None,
             drain: CancellationToken::new(),
             drained: tokio::sync::Mutex::new(None),
+            waiting: Waiting::new(&metrics),
             metrics,
         }
     }
@@ -106,7 +109,9 @@ impl Sender {
     ) -> Sender {
         let (tx, rx) = mpsc::channel(cfg.queue_capacity);
         let drain = CancellationToken::new();
+        let waiting = Waiting::start(&metrics);
         let dispatcher = Dispatcher {
+            waiting: waiting.clone(),
             send: Arc::new(SendContext {
                 provider,
                 retry: cfg.retry,
@@ -124,6 +129,7 @@ impl Sender {
             drain,
             drained: tokio::sync::Mutex::new(Some(handle)),
             metrics,
+            waiting,
         }
     }
 
@@ -139,6 +145,7 @@ impl Sender {
         let permits = queue.try_reserve_many(jobs.len()).map_err(|_| Overloaded)?;
         for (permit, job) in permits.zip(jobs) {
             self.metrics.fcm_queue_depth.inc();
+            self.waiting.queued();
             permit.send(job);
         }
         Ok(())
@@ -149,8 +156,10 @@ impl Sender {
         let Some(queue) = &self.queue else { return };
         for job in jobs {
             self.metrics.fcm_queue_depth.inc();
+            self.waiting.queued();
             if queue.send(job).await.is_err() {
                 self.metrics.fcm_queue_depth.dec();
+                self.waiting.left();
                 tracing::error!("FCM queue closed during shutdown: a send was dropped");
             }
         }
@@ -168,6 +177,7 @@ impl Sender {
 }
 
 struct Dispatcher {
+    waiting: Arc<Waiting>,
     send: Arc<SendContext>,
     metrics: Arc<Metrics>,
     slots: Arc<Semaphore>,
@@ -202,6 +212,7 @@ impl Dispatcher {
                 break;
             };
             self.metrics.fcm_queue_depth.dec();
+            self.waiting.left();
             let send = self.send.clone();
             tokio::spawn(async move {
                 send.send_one(job).await;

@@ -115,6 +115,11 @@ impl Hub {
         &self.metrics
     }
 
+    /// Whether the node is shutting down (`shutdown_all` was called): long-lived answers end.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
     /// Registers a stream (replacing the user's stream of the same device), subscribes what
     /// the node newly needs, and returns it with the `retry:` preamble queued.
     pub async fn open(&self, req: OpenRequest) -> Result<Arc<Stream>, OpenError> {
@@ -236,6 +241,10 @@ impl Hub {
     pub fn written(&self, s: &Stream, n: &SharedNotification) {
         let micros = crate::time::unix_micros().saturating_sub(n.accepted_us);
         self.metrics.delivery_latency.observe(micros as f64 / 1e6);
+        if !s.ack {
+            // Without acks, the write settles it: this device will not get it through FCM.
+            self.metrics.fcm_sends_avoided.inc();
+        }
         self.ledger.written(n, s.device_id.as_deref(), s.ack);
     }
 

@@ -4,8 +4,8 @@
 # document's links) against a live node, and checks every answer against the document:
 # no 5xx, only documented status codes and content types, bodies that match their schemas.
 #
-# The node is the real binary with its embedded defaults, plus a test JWT secret and producer
-# key, SQLite in a temporary directory and fcm-mock as its FCM. Fails on any failure.
+# The node is the real binary with its embedded defaults, plus a test JWT secret, producer
+# key and operator key, SQLite in a temporary directory and fcm-mock as its FCM. Fails on any failure.
 #
 #   tests/contract/schemathesis.sh          # what CI runs (from .ci/run): seed 1, 50 cases per operation
 #   SCHEMATHESIS_SEED=$RANDOM SCHEMATHESIS_MAX_EXAMPLES=200 tests/contract/schemathesis.sh
@@ -20,6 +20,7 @@ SCHEMATHESIS_VERSION=4.32.5
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 VENV=$TARGET_DIR/contract-venv
 PRODUCER_KEY=contract-producer-key
+OPERATOR_KEY=contract-operator-key
 JWT_SECRET=contract-jwt-secret
 CLIENT_USER=alice
 
@@ -69,6 +70,7 @@ listening_on "$WORK/fcm-mock.log" >/dev/null
 export SWITCHBOARD__SERVER__LISTEN=127.0.0.1:0
 export SWITCHBOARD__AUTH__JWT_SECRET=$JWT_SECRET
 export SWITCHBOARD__AUTH__PRODUCER_KEYS="[$PRODUCER_KEY]"
+export SWITCHBOARD__AUTH__OPERATOR_KEYS="[$OPERATOR_KEY]"
 export SWITCHBOARD__STORE__URL="sqlite://$WORK/switchboard.db?mode=rwc"
 export SWITCHBOARD__FCM__SERVICE_ACCOUNT=$WORK/key.json
 export SWITCHBOARD__FCM__ENDPOINT=$MOCK_URL
@@ -94,6 +96,7 @@ log "switchboard at $BASE, fcm-mock at $MOCK_URL"
 export SB_SCHEMATHESIS_CACHE=$TARGET_DIR/schemathesis-cache
 export HYPOTHESIS_STORAGE_DIRECTORY=$TARGET_DIR/hypothesis
 export SB_PRODUCER_KEY=$PRODUCER_KEY
+export SB_OPERATOR_KEY=$OPERATOR_KEY
 SB_CLIENT_TOKEN=$("$BIN/switchboard" token --user "$CLIENT_USER")
 export SB_CLIENT_TOKEN
 

@@ -1,16 +1,19 @@
 //! The single-node broker: publishing hands the message straight to the local hub, whose
 //! registry of streams is the subscription list.
 
-use std::sync::{OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 use futures::future::{ready, FutureExt};
 
 use crate::backend::{BackendFuture, Broker, Channel, Connection, Inbound};
+use crate::figures::{Board, Figures};
 use crate::notification::{SharedBroadcast, SharedNotification};
 
 #[derive(Default)]
 pub struct MemoryBroker {
     inbound: OnceLock<Weak<dyn Inbound>>,
+    /// This node's figures: the only node there is.
+    board: Board,
 }
 
 impl MemoryBroker {
@@ -47,7 +50,16 @@ impl Broker for MemoryBroker {
 
     fn unsubscribe(&self, _channel: Channel) {}
 
-    fn set_presence(&self, _user: &std::sync::Arc<str>, _stream_id: u64, _c: Option<Connection>) {}
+    fn publish_figures(&self, figures: Arc<Figures>) -> BackendFuture<()> {
+        self.board.put(figures);
+        ready(Ok(())).boxed()
+    }
+
+    fn figures(&self) -> Vec<Arc<Figures>> {
+        self.board.fresh()
+    }
+
+    fn set_presence(&self, _user: &Arc<str>, _stream_id: u64, _c: Option<Connection>) {}
 
     fn presence(&self, user: &str) -> BackendFuture<Vec<Connection>> {
         let connections = self.with_inbound(|i| i.local_connections(user));

@@ -20,6 +20,7 @@ use super::subscriptions::Subscriptions;
 use super::{client, unavailable, Names};
 use crate::backend::{BackendError, BackendFuture, Broker, Channel, Connection, Inbound};
 use crate::config::BrokerConfig;
+use crate::figures::{Board, Figures};
 use crate::metrics::Metrics;
 use crate::notification::{Broadcast, Notification, SharedBroadcast, SharedNotification};
 
@@ -29,6 +30,8 @@ pub struct RedisBroker {
     subscriptions: Subscriptions,
     presence: Presence,
     inbound: Arc<OnceLock<Weak<dyn Inbound>>>,
+    /// Every node's latest figures, as the figures channel brought them.
+    board: Arc<Board>,
 }
 
 impl RedisBroker {
@@ -45,13 +48,21 @@ impl RedisBroker {
         subscriber.init().await.map_err(unavailable)?;
         let names = Names::new(&cfg.namespace);
         let inbound: Arc<OnceLock<Weak<dyn Inbound>>> = Arc::new(OnceLock::new());
+        let board = Arc::new(Board::default());
         tokio::spawn(dispatch(
             subscriber.message_rx(),
             names.clone(),
-            inbound.clone(),
+            Receivers {
+                inbound: inbound.clone(),
+                board: board.clone(),
+            },
             metrics.clone(),
         ));
         let subscriptions = Subscriptions::start(subscriber, clustered, metrics.clone());
+        // Kept in the subscription set, so it is restored after every reconnect like the rest.
+        subscriptions
+            .subscribe(names.figures_channel.clone())
+            .await?;
         let presence = Presence::start(
             publisher.clone(),
             names.clone(),
@@ -65,6 +76,7 @@ impl RedisBroker {
             subscriptions,
             presence,
             inbound,
+            board,
         })
     }
 }
@@ -116,6 +128,22 @@ impl Broker for RedisBroker {
         self.presence.read(user)
     }
 
+    fn publish_figures(&self, figures: Arc<Figures>) -> BackendFuture<()> {
+        // Its own are shown even while Redis is away.
+        self.board.put(figures.clone());
+        let payload = serde_json::to_vec(&*figures).expect("serialising figures cannot fail");
+        let published = spublish(
+            &self.publisher,
+            self.names.figures_channel.clone(),
+            Bytes::from(payload),
+        );
+        async move { published.await.map(|_| ()) }.boxed()
+    }
+
+    fn figures(&self) -> Vec<Arc<Figures>> {
+        self.board.fresh()
+    }
+
     fn ping(&self) -> BackendFuture<()> {
         let publisher = self.publisher.clone();
         async move {
@@ -136,13 +164,21 @@ impl Broker for RedisBroker {
     }
 }
 
-/// Hands every message the subscriber receives to the hub.
+/// Where the subscriber's messages go: notifications and broadcasts to the hub, nodes'
+/// figures to the board.
+struct Receivers {
+    inbound: Arc<OnceLock<Weak<dyn Inbound>>>,
+    board: Arc<Board>,
+}
+
+/// Hands every message the subscriber receives to the hub (or, figures, to the board).
 async fn dispatch(
     mut rx: tokio::sync::broadcast::Receiver<fred::types::Message>,
     names: Names,
-    inbound: Arc<OnceLock<Weak<dyn Inbound>>>,
+    receivers: Receivers,
     metrics: Arc<Metrics>,
 ) {
+    let Receivers { inbound, board } = receivers;
     loop {
         let msg = match rx.recv().await {
             Ok(m) => m,
@@ -156,11 +192,18 @@ async fn dispatch(
             }
             Err(RecvError::Closed) => break,
         };
-        let Some(hub) = inbound.get().and_then(Weak::upgrade) else {
-            continue;
-        };
         let channel: &str = &msg.channel;
         let Some(payload) = msg.value.into_bytes() else {
+            continue;
+        };
+        if channel == names.figures_channel {
+            match serde_json::from_slice::<Figures>(&payload) {
+                Ok(f) => board.put(Arc::new(f)),
+                Err(e) => tracing::warn!(error = %e, "undecodable figures on the broker"),
+            }
+            continue;
+        }
+        let Some(hub) = inbound.get().and_then(Weak::upgrade) else {
             continue;
         };
         if channel.starts_with(&names.user_prefix) {

@@ -64,6 +64,54 @@ impl RedisLedger {
     fn send(&self, op: Op) {
         let _ = self.ops.send(op);
     }
+
+    /// The record of `id`; with `caller` (a producer's name), only if that producer created it.
+    fn read(&self, id: &str, caller: Option<String>) -> BackendFuture<Option<RawRecord>> {
+        let client = self.client.clone();
+        let key = self.keys.record(id);
+        let id = id.to_string();
+        async move {
+            let h: HashMap<String, Bytes> = client.hgetall(&key).await.map_err(unavailable)?;
+            let mut h: HashMap<String, String> = h
+                .into_iter()
+                .filter(|(k, _)| k != "p")
+                .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                .collect();
+            let Some(status) = h.get("s").and_then(|s| Status::parse(s)) else {
+                return Ok(None);
+            };
+            // Another producer's record, or one without an owner, reads as unknown to a
+            // producer.
+            if let Some(caller) = &caller {
+                if h.contains_key("x") || h.get("o") != Some(caller) {
+                    return Ok(None);
+                }
+            }
+            let mut deliveries: Vec<Delivery> = h
+                .iter()
+                .filter_map(|(k, v)| Delivery::parse(k, v))
+                .collect();
+            deliveries.sort_by(|a, b| {
+                (a.channel.as_str(), &a.device).cmp(&(b.channel.as_str(), &b.device))
+            });
+            let status = if status == Status::Pending
+                && deliveries.iter().any(|d| d.channel == DeliveryChannel::Sse)
+            {
+                Status::Delivered
+            } else {
+                status
+            };
+            Ok(Some(RawRecord {
+                id,
+                user_id: h.remove("u").unwrap_or_default(),
+                created_at: h.get("c").and_then(|c| c.parse().ok()).unwrap_or(0),
+                route: h.remove("r").map_or(Some(Route::Sse), |r| Route::parse(&r)),
+                status,
+                deliveries,
+            }))
+        }
+        .boxed()
+    }
 }
 
 impl Ledger for RedisLedger {
@@ -302,48 +350,11 @@ impl Ledger for RedisLedger {
     }
 
     fn record(&self, id: &str, caller: Owner<'_>) -> BackendFuture<Option<RawRecord>> {
-        let client = self.client.clone();
-        let key = self.keys.record(id);
-        let id = id.to_string();
-        let caller = caller.name.to_string();
-        async move {
-            let h: HashMap<String, Bytes> = client.hgetall(&key).await.map_err(unavailable)?;
-            let mut h: HashMap<String, String> = h
-                .into_iter()
-                .filter(|(k, _)| k != "p")
-                .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-                .collect();
-            let Some(status) = h.get("s").and_then(|s| Status::parse(s)) else {
-                return Ok(None);
-            };
-            // Another producer's record, or one without an owner, reads as unknown.
-            if h.contains_key("x") || h.get("o") != Some(&caller) {
-                return Ok(None);
-            }
-            let mut deliveries: Vec<Delivery> = h
-                .iter()
-                .filter_map(|(k, v)| Delivery::parse(k, v))
-                .collect();
-            deliveries.sort_by(|a, b| {
-                (a.channel.as_str(), &a.device).cmp(&(b.channel.as_str(), &b.device))
-            });
-            let status = if status == Status::Pending
-                && deliveries.iter().any(|d| d.channel == DeliveryChannel::Sse)
-            {
-                Status::Delivered
-            } else {
-                status
-            };
-            Ok(Some(RawRecord {
-                id,
-                user_id: h.remove("u").unwrap_or_default(),
-                created_at: h.get("c").and_then(|c| c.parse().ok()).unwrap_or(0),
-                route: h.remove("r").map_or(Some(Route::Sse), |r| Route::parse(&r)),
-                status,
-                deliveries,
-            }))
-        }
-        .boxed()
+        self.read(id, Some(caller.name.to_string()))
+    }
+
+    fn operator_record(&self, id: &str) -> BackendFuture<Option<RawRecord>> {
+        self.read(id, None)
     }
 
     fn idem_begin(&self, scope: &str) -> BackendFuture<IdemBegin> {

@@ -57,6 +57,8 @@ struct Names {
     topic_prefix: String,
     presence_prefix: String,
     node_prefix: String,
+    /// Where every node publishes its figures once a second, for the consoles.
+    figures_channel: String,
 }
 
 impl Names {
@@ -66,6 +68,7 @@ impl Names {
             topic_prefix: format!("{ns}:t:"),
             presence_prefix: format!("{ns}:p:"),
             node_prefix: format!("{ns}:n:"),
+            figures_channel: format!("{ns}:figures"),
         }
     }
 
