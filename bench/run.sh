@@ -24,12 +24,14 @@
 #   BENCH_E2_NOTIFICATIONS [10000] per phase, at BENCH_E2_RATE [500]/s; BENCH_E2_ROUNDS [2]
 #   BENCH_E2_MAX_CONNECTIONS [0]   E2: server.max_connections (0 = derived from the file limit)
 #   BENCH_E3_STREAMS [1000], BENCH_E3_RATE [500]/s for BENCH_E3_DURATION [10] s per phase,
-#   BENCH_E3_PRODUCER_RATE [1000] limits.producer_rate_per_sec of E3; BENCH_E3_ROUNDS [2]
+#   BENCH_E3_PRODUCER_RATE [1000] limits.producer_rate_per_sec of E3; BENCH_E3_ROUNDS [2];
+#   BENCH_E3_NOISY_RATE [max] the noisy producer's requests/s (8 connections)
 #   BENCH_BASELINE_BIN []    a switchboard binary built before the edge work: with B, W1 and W2
 #                            run against it and the current one, interleaved, BENCH_BASELINE_ROUNDS [2]
 #   BENCH_RESULTS [bench/results]  where results go
 #   BENCH_SKIP_INSTALL=1     do not apt-get/pip install anything
 #   BENCH_SKIP_BUILD=1       use the release binaries already in target/release
+#   BENCH_BIN_DIR [target/release]  where the binaries are (with BENCH_SKIP_BUILD=1)
 #   BENCH_SOURCE_IPS [127.0.0.2-127.0.0.20]  load generator source addresses
 #   NCHAN_WORKERS [auto]     nginx worker_processes (auto = one per core, like tokio)
 #   Ports (127.0.0.1): SB_PORT [18080] SB_PORT_B [18081] NCHAN_PORT [18090] NCHAN_PORT_B [18091]
@@ -60,6 +62,7 @@ E3_RATE=${BENCH_E3_RATE:-500}
 E3_DURATION=${BENCH_E3_DURATION:-10}
 E3_PRODUCER_RATE=${BENCH_E3_PRODUCER_RATE:-1000}
 E3_ROUNDS=${BENCH_E3_ROUNDS:-2}
+E3_NOISY_RATE=${BENCH_E3_NOISY_RATE:-max}
 BASELINE_BIN=${BENCH_BASELINE_BIN:-}
 BASELINE_ROUNDS=${BENCH_BASELINE_ROUNDS:-2}
 RESULTS=${BENCH_RESULTS:-$BENCH_DIR/results}
@@ -73,7 +76,7 @@ FCM_MOCK_PORT=${FCM_MOCK_PORT:-14000}
 REDIS_PORT=${REDIS_PORT:-16379}
 
 RAW=$RESULTS/raw
-BIN=$ROOT/target/release
+BIN=${BENCH_BIN_DIR:-$ROOT/target/release}
 LOADGEN=$BIN/loadgen
 RUN=$(mktemp -d "${TMPDIR:-/tmp}/sb-bench.XXXXXX")
 PIDS=()
@@ -455,6 +458,7 @@ e3() { # a producer over its rate limit beside one under it
         SWITCHBOARD__LIMITS__PRODUCER_BURST=1000
     lg e3-switchboard noisy "${SB[@]}" --streams "$E3_STREAMS" --rate "$E3_RATE" \
         --duration "$E3_DURATION" --noisy-key noisy-producer-key --noisy-connections 8 \
+        --noisy-rate "$E3_NOISY_RATE" \
         --rounds "$E3_ROUNDS" --connections 4 --server-pid "$SB_PID"
     stop_servers
 }

@@ -228,9 +228,12 @@ pub struct NoisyArgs {
     /// The noisy producer's users (no streams).
     #[arg(long, default_value = "noisy-")]
     pub noisy_user_prefix: String,
-    /// The noisy producer's connections, each sending back to back.
+    /// The noisy producer's connections.
     #[arg(long, default_value_t = 8)]
     pub noisy_connections: usize,
+    /// The noisy producer's requests per second, or `max` (each connection back to back).
+    #[arg(long, default_value = "max")]
+    pub noisy_rate: String,
     /// Pairs of phases (without the noisy producer, then with it).
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,

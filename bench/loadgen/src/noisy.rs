@@ -1,6 +1,6 @@
 //! `noisy`: one producer key (the load generator's `--producer-key`) sends at a fixed rate under
 //! its limit to users with streams; in alternate phases a second key (`--noisy-key`) sends as
-//! fast as the server answers, far over its limit, to other users. The first producer's
+//! fast as the server answers (or at `--noisy-rate`), far over its limit, to other users. The first producer's
 //! delivery and request latency with the noisy one beside it are compared to the same run
 //! without it, and the noisy one's answers are counted (429 with `Retry-After`).
 
@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::cli::NoisyArgs;
+use crate::cli::{parse_rate, NoisyArgs};
 use crate::live::{streams_json, Setup};
 use crate::phase;
+use crate::procfs::ServerProcs;
 use crate::publish::{self, Plan};
 use crate::report::{emit, rate, round3, Watch};
 use crate::stats::{Answers, Recorder};
@@ -34,11 +35,14 @@ pub async fn noisy(args: NoisyArgs) -> anyhow::Result<()> {
         &args.common.jwt_secret,
     );
     let total = (args.rate * args.duration).round() as u64;
+    let procs = ServerProcs::new(args.common.server_pid.clone());
     let mut phases = Vec::new();
     let mut summary = Vec::new();
     for round in 0..args.rounds.max(1) {
         for noisy in [false, true] {
             let name = if noisy { "noisy" } else { "normal" };
+            let usage_before = procs.read();
+            let t0 = std::time::Instant::now();
             let calm = phase::publish(
                 &setup.target,
                 &setup.pub_server,
@@ -53,7 +57,7 @@ pub async fn noisy(args: NoisyArgs) -> anyhow::Result<()> {
             let (calm, loud) = if noisy {
                 let plan = Plan {
                     connections: args.noisy_connections,
-                    rate: None,
+                    rate: parse_rate(&args.noisy_rate)?,
                     window: Some(Duration::from_secs_f64(args.duration)),
                     connect_concurrency: 64,
                 };
@@ -90,6 +94,11 @@ pub async fn noisy(args: NoisyArgs) -> anyhow::Result<()> {
             } else {
                 (calm.await?, serde_json::Value::Null)
             };
+            let wall = t0.elapsed().as_secs_f64();
+            let cores = match (usage_before, procs.read()) {
+                (Some(b), Some(a)) => Some(round3((a.cpu_secs - b.cpu_secs) / wall.max(1e-3))),
+                _ => None,
+            };
             let requests = &calm.requests;
             summary.push(format!(
                 "{name}: delivered {}/{}, p99 {} µs, request p99 {} µs{}",
@@ -112,6 +121,7 @@ pub async fn noisy(args: NoisyArgs) -> anyhow::Result<()> {
                 "phase": name,
                 "producer": calm.json(),
                 "noisy_producer": loud,
+                "server_cores_busy": cores,
             }));
         }
     }
@@ -123,6 +133,7 @@ pub async fn noisy(args: NoisyArgs) -> anyhow::Result<()> {
         "rate": args.rate,
         "duration": args.duration,
         "noisy_connections": args.noisy_connections,
+        "noisy_rate": args.noisy_rate,
         "phases": phases,
         "server": watch.json(),
     });
