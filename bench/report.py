@@ -294,6 +294,9 @@ def edge_rows(raw):
         add("B.w2_p99", "W1/W2 vs baseline", "W2 delivery latency p99, ms (mean of rounds)",
             ms(mean([dig(d, "latency_us", "p99") for d in cur2])), ms(mean([dig(d, "latency_us", "p99") for d in base2])),
             "baseline", "lower", 2)
+        per = lambda d: (d.get("server_cpu_secs_window") or 0) * 1e6 / d["delivered"] if d.get("delivered") else None  # noqa: E731
+        add("B.w2_cpu_us", "W1/W2 vs baseline", "W2 server CPU per delivery, µs (mean of rounds)",
+            mean([per(d) for d in cur2]), mean([per(d) for d in base2]), "baseline", "lower", 2)
         add("B.w2_rounds", "W1/W2 vs baseline", "W2 deliveries/s per round (in run order)",
             ", ".join(f"{n.split('-')[2]} {load(raw, n).get('deliveries_per_sec', 0):,.0f}"
                       for n in sorted((n for n in names if n.startswith("b-w2-")),
