@@ -208,7 +208,8 @@ def edge_rows(raw):
                 return None
             if d.get("ids_checked"):
                 return (f"{d['ids_checked']:,} checked by id: {d['lost_before'] + d['lost_after']} lost, "
-                        f"{d['received_twice_before'] + d['received_twice_after']} twice; "
+                        f"{d['received_twice_before'] + d['received_twice_after']} twice, "
+                        f"{(d.get('control_events') or {}).get('reset', 0)} `reset`; "
                         f"{d['acks_ok']:,} acks answered 204")
             b, a = d.get("before") or {}, d.get("after") or {}
             return f"{b.get('delivered', 0) + a.get('delivered', 0):,} of " \

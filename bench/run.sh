@@ -432,13 +432,14 @@ e1() { # reconnect storm: the server restarted under 15 000 reconnecting clients
         SWITCHBOARD__BROKER__REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
         SWITCHBOARD__STORE__URL="sqlite://$RUN/sb-e1/switchboard.db?mode=rwc")
     start_switchboard sb-e1 "$SB_PORT" "${E1_SB_ENV[@]}"
+    # No bound on connects in flight: 15 000 phones do not queue behind each other.
     lg_restart e1-switchboard restart_switchboard_e1 storm "${SB[@]}" --streams "$E1_STREAMS" \
-        --server-pid "$SB_PID"
+        --connect-concurrency "$E1_STREAMS" --server-pid "$SB_PID"
     stop_servers
     start_redis nchan-e1
     start_nchan nchan-e1 "$NCHAN_PORT" "$BENCH_DIR/nchan/nginx-redis.conf"
     lg_restart e1-nchan restart_nchan_e1 storm "${NCHAN[@]}" --streams "$E1_STREAMS" \
-        --server-pid "$NCHAN_PID"
+        --connect-concurrency "$E1_STREAMS" --server-pid "$NCHAN_PID"
     stop_servers
 }
 
