@@ -301,7 +301,7 @@ def edge_rows(raw):
         add("B.w2_rounds", "W1/W2 vs baseline", "W2 deliveries/s per round (in run order)",
             ", ".join(f"{n.split('-')[2]} {load(raw, n).get('deliveries_per_sec', 0):,.0f}"
                       for n in sorted((n for n in names if n.startswith("b-w2-")),
-                                      key=lambda n: (int(n.split('-')[3]), n))),
+                                      key=lambda n: os.path.getmtime(os.path.join(raw, f"{n}.json")))),
             None, "", None, 0)
         add("B.w2_delivered", "W1/W2 vs baseline", "W2 % delivered (current / baseline, worst round)",
             pct(min(d.get("delivered_ratio") or 0 for d in cur2)) if cur2 else None,
