@@ -23,6 +23,7 @@
 #   BENCH_E2_STREAMS [1000]  E2: real streams; BENCH_E2_FLOOD [10000] anonymous connections
 #   BENCH_E2_NOTIFICATIONS [10000] per phase, at BENCH_E2_RATE [500]/s; BENCH_E2_ROUNDS [2]
 #   BENCH_E2_MAX_CONNECTIONS [0]   E2: server.max_connections (0 = derived from the file limit)
+#   BENCH_E2_HEADER_TIMEOUT [10]   E2: server.header_timeout_secs (how long a flood connection lives)
 #   BENCH_E3_STREAMS [1000], BENCH_E3_RATE [500]/s for BENCH_E3_DURATION [10] s per phase,
 #   BENCH_E3_PRODUCER_RATE [1000] limits.producer_rate_per_sec of E3; BENCH_E3_ROUNDS [2];
 #   BENCH_E3_NOISY_RATE [max] the noisy producer's requests/s (8 connections)
@@ -57,6 +58,7 @@ E2_NOTIFICATIONS=${BENCH_E2_NOTIFICATIONS:-10000}
 E2_RATE=${BENCH_E2_RATE:-500}
 E2_ROUNDS=${BENCH_E2_ROUNDS:-2}
 E2_MAX_CONNECTIONS=${BENCH_E2_MAX_CONNECTIONS:-0}
+E2_HEADER_TIMEOUT=${BENCH_E2_HEADER_TIMEOUT:-10}
 E3_STREAMS=${BENCH_E3_STREAMS:-1000}
 E3_RATE=${BENCH_E3_RATE:-500}
 E3_DURATION=${BENCH_E3_DURATION:-10}
@@ -445,7 +447,8 @@ e1() { # reconnect storm: the server restarted under 15 000 reconnecting clients
 
 e2() { # flood: anonymous connections held while real streams get notifications
     local LIMITS=default
-    start_switchboard sb-e2 "$SB_PORT" SWITCHBOARD__SERVER__MAX_CONNECTIONS="$E2_MAX_CONNECTIONS"
+    start_switchboard sb-e2 "$SB_PORT" SWITCHBOARD__SERVER__MAX_CONNECTIONS="$E2_MAX_CONNECTIONS" \
+        SWITCHBOARD__SERVER__HEADER_TIMEOUT_SECS="$E2_HEADER_TIMEOUT"
     lg e2-switchboard flood "${SB[@]}" --streams "$E2_STREAMS" --flood "$E2_FLOOD" \
         --notifications "$E2_NOTIFICATIONS" --rate "$E2_RATE" --rounds "$E2_ROUNDS" \
         --connections 4 --server-pid "$SB_PID"
