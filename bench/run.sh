@@ -24,6 +24,7 @@
 #   BENCH_E2_NOTIFICATIONS [10000] per phase, at BENCH_E2_RATE [500]/s; BENCH_E2_ROUNDS [2]
 #   BENCH_E2_MAX_CONNECTIONS [0]   E2: server.max_connections (0 = derived from the file limit)
 #   BENCH_E2_HEADER_TIMEOUT [10]   E2: server.header_timeout_secs (how long a flood connection lives)
+#   BENCH_E2_RAMP [0.5]            E2: seconds over which the flood's first connects spread
 #   BENCH_E3_STREAMS [1000], BENCH_E3_RATE [500]/s for BENCH_E3_DURATION [10] s per phase,
 #   BENCH_E3_PRODUCER_RATE [1000] limits.producer_rate_per_sec of E3; BENCH_E3_ROUNDS [2];
 #   BENCH_E3_NOISY_RATE [max] the noisy producer's requests/s (8 connections)
@@ -59,6 +60,7 @@ E2_RATE=${BENCH_E2_RATE:-500}
 E2_ROUNDS=${BENCH_E2_ROUNDS:-2}
 E2_MAX_CONNECTIONS=${BENCH_E2_MAX_CONNECTIONS:-0}
 E2_HEADER_TIMEOUT=${BENCH_E2_HEADER_TIMEOUT:-10}
+E2_RAMP=${BENCH_E2_RAMP:-0.5}
 E3_STREAMS=${BENCH_E3_STREAMS:-1000}
 E3_RATE=${BENCH_E3_RATE:-500}
 E3_DURATION=${BENCH_E3_DURATION:-10}
@@ -451,6 +453,7 @@ e2() { # flood: anonymous connections held while real streams get notifications
         SWITCHBOARD__SERVER__HEADER_TIMEOUT_SECS="$E2_HEADER_TIMEOUT"
     lg e2-switchboard flood "${SB[@]}" --streams "$E2_STREAMS" --flood "$E2_FLOOD" \
         --notifications "$E2_NOTIFICATIONS" --rate "$E2_RATE" --rounds "$E2_ROUNDS" \
+        --flood-ramp-secs "$E2_RAMP" \
         --connections 4 --server-pid "$SB_PID"
     stop_servers
 }

@@ -205,6 +205,9 @@ pub struct FloodArgs {
     /// How long a flood connection waits before reopening one the server closed.
     #[arg(long, default_value_t = 100)]
     pub flood_reconnect_ms: u64,
+    /// The flood's first connects spread over this long (a short ramp lines up their deadlines).
+    #[arg(long, default_value_t = 0.5)]
+    pub flood_ramp_secs: f64,
     /// Pairs of phases (without the flood, then with it).
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,

@@ -76,11 +76,11 @@ async fn flood_one(
     sources: Arc<Sources>,
     counts: Arc<FloodCounts>,
     reconnect: Duration,
+    first_at: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     let opening = Opening::of(i);
-    // Spread the first connects a little, as a crowd of machines would.
-    tokio::time::sleep(Duration::from_micros((i as u64 % 1000) * 500)).await;
+    tokio::time::sleep(first_at).await;
     while !*stop.borrow() {
         let mut tcp = match connect(server.addr, sources.next()).await {
             Ok(t) => t,
@@ -187,13 +187,17 @@ pub async fn flood(args: FloodArgs) -> anyhow::Result<()> {
                         flood_sources.clone(),
                         counts.clone(),
                         Duration::from_millis(args.flood_reconnect_ms),
+                        // The first connects spread evenly over the ramp.
+                        Duration::from_secs_f64(
+                            args.flood_ramp_secs * i as f64 / args.flood as f64,
+                        ),
                         stop_rx.clone(),
                     )));
                 }
                 // Until the flood is in place (or as much of it as the server takes).
                 let since = Instant::now();
                 while counts.opened.load(Ordering::Relaxed) < args.flood as u64
-                    && since.elapsed() < Duration::from_secs(30)
+                    && since.elapsed() < Duration::from_secs_f64(30.0 + args.flood_ramp_secs)
                 {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -270,6 +274,7 @@ pub async fn flood(args: FloodArgs) -> anyhow::Result<()> {
         "notifications_per_phase": args.notifications,
         "rate": args.rate,
         "flood_reconnect_ms": args.flood_reconnect_ms,
+        "flood_ramp_secs": args.flood_ramp_secs,
         "phases": phases,
         "server": watch.json(),
     });
