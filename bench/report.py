@@ -157,6 +157,155 @@ def rows(raw):
         "Nchan", None, 0)
     add("W7.poll_over_push", "W7 poll vs push", "polling CPU ÷ push CPU (Switchboard)",
         (poll / push) if poll and push else None, None, "", None, 1)
+    out.extend(edge_rows(raw))
+    return out
+
+
+def mean(values):
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def edge_rows(raw):
+    """Limits and abuse (E1-E3) and the hot path against a baseline binary (B)."""
+    g = lambda name, *k: dig(load(raw, name), *k)  # noqa: E731
+    out = []
+    add = lambda *r: out.append(r)  # noqa: E731
+
+    sb, nc = load(raw, "e1-switchboard"), load(raw, "e1-nchan")
+    if sb or nc:
+        n = dig(sb, "streams") or dig(nc, "streams")
+        add("E1.back_secs", "E1 reconnect storm", f"seconds from SIGTERM until all {n:,} streams are back",
+            dig(sb, "back_secs_after_sigterm"), dig(nc, "back_secs_after_sigterm"), "Nchan", "lower", 2)
+        add("E1.back_after_listening", "E1 reconnect storm", "seconds from listening again until all are back",
+            dig(sb, "back_secs_after_listening"), dig(nc, "back_secs_after_listening"), "Nchan", "lower", 2)
+
+        def spread(d):
+            p = dig(d, "reopen_ms_after_sigterm")
+            if not p:
+                return None
+            first = dig(d, "first_back_secs_after_sigterm")
+            return f"{first * 1000:.0f} / {p['p50']} / {p['p99']} / {p['max']}"
+        add("E1.spread", "E1 reconnect storm", "reconnects after SIGTERM: first / p50 / p99 / last, ms",
+            spread(sb), spread(nc), "Nchan", None, 0)
+
+        def cpu(d):
+            c, cores = dig(d, "new_server_cpu_secs_until_all_back"), dig(d, "new_server_cores_busy_until_all_back")
+            return None if c is None else f"{c:.2f} CPU-s ({cores:.2f} cores busy)"
+        add("E1.cpu", "E1 reconnect storm", "restarted server from its start until all are back",
+            cpu(sb), cpu(nc), "Nchan", None, 0)
+
+        def retry(d):
+            r = dig(d, "retry_given_ms")
+            if not r or not r.get("count"):
+                return f"none sent: client default {dig(d, 'default_retry_ms')}"
+            return f"{r['count']:,} stream openings, p50 {r['p50']} / max {r['max']}"
+        add("E1.retry", "E1 reconnect storm", "`retry:` given (ms), honoured by every client",
+            retry(sb) if sb else None, retry(nc) if nc else None, "Nchan", None, 0)
+
+        def check(d):
+            if not d:
+                return None
+            if d.get("ids_checked"):
+                return (f"{d['ids_checked']:,} checked by id: {d['lost_before'] + d['lost_after']} lost, "
+                        f"{d['received_twice_before'] + d['received_twice_after']} twice, "
+                        f"{(d.get('control_events') or {}).get('reset', 0)} `reset`; "
+                        f"{d['acks_ok']:,} acks answered 204")
+            b, a = d.get("before") or {}, d.get("after") or {}
+            return f"{b.get('delivered', 0) + a.get('delivered', 0):,} of " \
+                   f"{b.get('sse_routed', 0) + a.get('sse_routed', 0):,} delivered (no ids to check)"
+        add("E1.lost", "E1 reconnect storm", "notifications before + after the restart",
+            check(sb), check(nc), "Nchan", None, 0)
+
+    e2 = load(raw, "e2-switchboard")
+    if e2:
+        phases = e2.get("phases") or []
+        quiet = [p for p in phases if p.get("phase") == "quiet"]
+        flood = [p for p in phases if p.get("phase") == "flood"]
+        p99 = lambda ph: ms(dig(ph, "outcome", "latency_us", "p99"))  # noqa: E731
+        q99, f99 = max(p99(p) for p in quiet), max(p99(p) for p in flood)
+        add("E2.p99_ms", "E2 flood", "delivery latency p99 with the flood (worst phase), ms",
+            f99, q99, "no flood, same run", "lower", 2)
+        add("E2.p99_pairs", "E2 flood", "p99 per phase, without → with the flood, ms",
+            ", ".join(f"{p99(a):.2f} → {p99(b):.2f}" for a, b in zip(quiet, flood)), None, "", None, 0)
+        delivered = sum(dig(p, "outcome", "delivered") or 0 for p in flood)
+        routed = sum(dig(p, "outcome", "sse_routed") or 0 for p in flood)
+        add("E2.delivered_pct", "E2 flood", f"% delivered under the flood ({routed:,} notifications)",
+            pct(delivered / routed) if routed else None, None, "", None, 2)
+        fl = [p.get("flood") or {} for p in flood]
+        add("E2.held", "E2 flood", "flood connections held (mean / min), reopened",
+            "; ".join(f"{f.get('held_mean', 0):,} / {f.get('held_min', 0):,}, {f.get('opened', 0):,} opened" for f in fl),
+            None, "", None, 0)
+        closed = {}
+        for f in fl:
+            for k, v in (f.get("closed_by_server") or {}).items():
+                closed[k] = closed.get(k, 0) + v
+        add("E2.closed", "E2 flood", "flood connections the server closed",
+            ", ".join(f"{v:,} {k}" for k, v in sorted(closed.items())) or "none", None, "", None, 0)
+        mib = lambda k: None if k is None else f"{k / 1024:.1f}"  # noqa: E731
+        add("E2.rss", "E2 flood", "node RSS, MiB: without (max) → with the flood (max)",
+            f"{mib(max(p.get('server_rss_kib_max') or 0 for p in quiet))} → "
+            f"{mib(max(p.get('server_rss_kib_max') or 0 for p in flood))}", None, "", None, 0)
+        add("E2.cpu", "E2 flood", "node cores busy: without → with the flood",
+            ", ".join(f"{a.get('server_cores_busy')} → {b.get('server_cores_busy')}" for a, b in zip(quiet, flood)),
+            None, "", None, 0)
+
+    e3 = load(raw, "e3-switchboard")
+    if e3:
+        phases = e3.get("phases") or []
+        normal = [p for p in phases if p.get("phase") == "normal"]
+        noisy = [p for p in phases if p.get("phase") == "noisy"]
+        d99 = lambda ph: ms(dig(ph, "producer", "latency_us", "p99"))  # noqa: E731
+        r99 = lambda ph: ms(dig(ph, "producer", "requests", "latency_us", "p99"))  # noqa: E731
+        add("E3.p99_ms", "E3 noisy producer", "other producer's delivery p99 beside it (worst phase), ms",
+            max(d99(p) for p in noisy), max(d99(p) for p in normal), "alone, same run", "lower", 2)
+        add("E3.req_p99_ms", "E3 noisy producer", "other producer's request p99 beside it (worst phase), ms",
+            max(r99(p) for p in noisy), max(r99(p) for p in normal), "alone, same run", "lower", 2)
+        add("E3.pairs", "E3 noisy producer", "delivery p99 per phase, alone → beside it, ms",
+            ", ".join(f"{d99(a):.2f} → {d99(b):.2f}" for a, b in zip(normal, noisy)), None, "", None, 0)
+        other429 = sum(int(dig(p, "producer", "requests", "by_status", "429") or 0) for p in phases)
+        delivered = sum(dig(p, "producer", "delivered") or 0 for p in phases)
+        routed = sum(dig(p, "producer", "sse_routed") or 0 for p in phases)
+        add("E3.other", "E3 noisy producer", "other producer: 429s, % delivered",
+            f"{other429}, {pct(delivered / routed) if routed else 0:.2f} %", None, "", None, 0)
+
+        def loud(ph):
+            n = ph.get("noisy_producer") or {}
+            req = n.get("requests") or {}
+            refused = int(dig(req, "by_status", "429") or 0)
+            total = (req.get("ok") or 0) + sum(int(v) for v in (req.get("by_status") or {}).values())
+            return (f"{n.get('requests_per_sec', 0):,.0f} req/s, {n.get('accepted_per_sec', 0):,.0f}/s accepted, "
+                    f"{refused:,} × 429 ({refused / total * 100 if total else 0:.1f} %), "
+                    f"{req.get('with_retry_after', 0):,} with Retry-After")
+        add("E3.noisy", "E3 noisy producer", "noisy producer (over its limit)",
+            "; ".join(loud(p) for p in noisy), None, "", None, 0)
+
+    names = sorted(f[:-5] for f in os.listdir(raw) if f.startswith("b-w") and f.endswith(".json"))
+    if names:
+        def runs(w, which):
+            return [load(raw, n) for n in names if n.startswith(f"b-{w}-{which}-")]
+        cur1, base1 = runs("w1", "current"), runs("w1", "baseline")
+        cur2, base2 = runs("w2", "current"), runs("w2", "baseline")
+        add("B.w1_kib", "W1/W2 vs baseline", "W1 RSS per idle stream, KiB (mean of rounds)",
+            mean([d.get("kib_per_stream") for d in cur1]), mean([d.get("kib_per_stream") for d in base1]),
+            "baseline", "lower", 3)
+        add("B.w2_rate", "W1/W2 vs baseline", "W2 deliveries/s (mean of rounds)",
+            mean([d.get("deliveries_per_sec") for d in cur2]), mean([d.get("deliveries_per_sec") for d in base2]),
+            "baseline", "higher", 0)
+        add("B.w2_p99", "W1/W2 vs baseline", "W2 delivery latency p99, ms (mean of rounds)",
+            ms(mean([dig(d, "latency_us", "p99") for d in cur2])), ms(mean([dig(d, "latency_us", "p99") for d in base2])),
+            "baseline", "lower", 2)
+        per = lambda d: (d.get("server_cpu_secs_window") or 0) * 1e6 / d["delivered"] if d.get("delivered") else None  # noqa: E731
+        add("B.w2_cpu_us", "W1/W2 vs baseline", "W2 server CPU per delivery, µs (mean of rounds)",
+            mean([per(d) for d in cur2]), mean([per(d) for d in base2]), "baseline", "lower", 2)
+        add("B.w2_rounds", "W1/W2 vs baseline", "W2 deliveries/s per round (in run order)",
+            ", ".join(f"{n.split('-')[2]} {load(raw, n).get('deliveries_per_sec', 0):,.0f}"
+                      for n in sorted((n for n in names if n.startswith("b-w2-")),
+                                      key=lambda n: os.path.getmtime(os.path.join(raw, f"{n}.json")))),
+            None, "", None, 0)
+        add("B.w2_delivered", "W1/W2 vs baseline", "W2 % delivered (current / baseline, worst round)",
+            pct(min(d.get("delivered_ratio") or 0 for d in cur2)) if cur2 else None,
+            pct(min(d.get("delivered_ratio") or 0 for d in base2)) if base2 else None, "baseline", None, 2)
     return out
 
 
@@ -170,7 +319,8 @@ def warnings(raw):
         d = load(raw, name)
         if not d:
             continue
-        s = d.get("streams") or {}
+        s = d.get("streams")
+        s = s if isinstance(s, dict) else {}
         if s.get("listen_overflows_while_opening"):
             notes.append(f"{name}: the kernel dropped {s['listen_overflows_while_opening']} connection attempts "
                          "on a full listen queue while the streams opened (each such client waits for a 1 s "

@@ -17,10 +17,23 @@
 #   BENCH_W7_CLIENTS [10000] pollers / streams of W7
 #   BENCH_CONNECTIONS [16]   publisher connections
 #   BENCH_HOLD_SECS [10]     W1: how long streams stay open before memory is read
-#   BENCH_ONLY [all]         space-separated subset of W1 W2 W3 W4 W5 W6 W7
+#   BENCH_ONLY [W1-W7]       space-separated subset of W1 W2 W3 W4 W5 W6 W7 E1 E2 E3 B
+#                            (E1-E3: limits and abuse; B: W1/W2 against BENCH_BASELINE_BIN)
+#   BENCH_E1_STREAMS [15000] E1: reconnecting clients (restart under them)
+#   BENCH_E2_STREAMS [1000]  E2: real streams; BENCH_E2_FLOOD [10000] anonymous connections
+#   BENCH_E2_NOTIFICATIONS [10000] per phase, at BENCH_E2_RATE [500]/s; BENCH_E2_ROUNDS [2]
+#   BENCH_E2_MAX_CONNECTIONS [0]   E2: server.max_connections (0 = derived from the file limit)
+#   BENCH_E2_HEADER_TIMEOUT [10]   E2: server.header_timeout_secs (how long a flood connection lives)
+#   BENCH_E2_RAMP [0.5]            E2: seconds over which the flood's first connects spread
+#   BENCH_E3_STREAMS [1000], BENCH_E3_RATE [500]/s for BENCH_E3_DURATION [10] s per phase,
+#   BENCH_E3_PRODUCER_RATE [1000] limits.producer_rate_per_sec of E3; BENCH_E3_ROUNDS [2];
+#   BENCH_E3_NOISY_RATE [max] the noisy producer's requests/s (8 connections)
+#   BENCH_BASELINE_BIN []    a switchboard binary built before the edge work: with B, W1 and W2
+#                            run against it and the current one, interleaved, BENCH_BASELINE_ROUNDS [2]
 #   BENCH_RESULTS [bench/results]  where results go
 #   BENCH_SKIP_INSTALL=1     do not apt-get/pip install anything
 #   BENCH_SKIP_BUILD=1       use the release binaries already in target/release
+#   BENCH_BIN_DIR [target/release]  where the binaries are (with BENCH_SKIP_BUILD=1)
 #   BENCH_SOURCE_IPS [127.0.0.2-127.0.0.20]  load generator source addresses
 #   NCHAN_WORKERS [auto]     nginx worker_processes (auto = one per core, like tokio)
 #   Ports (127.0.0.1): SB_PORT [18080] SB_PORT_B [18081] NCHAN_PORT [18090] NCHAN_PORT_B [18091]
@@ -39,6 +52,23 @@ W7_CLIENTS=${BENCH_W7_CLIENTS:-10000}
 CONNECTIONS=${BENCH_CONNECTIONS:-16}
 HOLD_SECS=${BENCH_HOLD_SECS:-10}
 ONLY=${BENCH_ONLY:-W1 W2 W3 W4 W5 W6 W7}
+E1_STREAMS=${BENCH_E1_STREAMS:-15000}
+E2_STREAMS=${BENCH_E2_STREAMS:-1000}
+E2_FLOOD=${BENCH_E2_FLOOD:-10000}
+E2_NOTIFICATIONS=${BENCH_E2_NOTIFICATIONS:-10000}
+E2_RATE=${BENCH_E2_RATE:-500}
+E2_ROUNDS=${BENCH_E2_ROUNDS:-2}
+E2_MAX_CONNECTIONS=${BENCH_E2_MAX_CONNECTIONS:-0}
+E2_HEADER_TIMEOUT=${BENCH_E2_HEADER_TIMEOUT:-10}
+E2_RAMP=${BENCH_E2_RAMP:-0.5}
+E3_STREAMS=${BENCH_E3_STREAMS:-1000}
+E3_RATE=${BENCH_E3_RATE:-500}
+E3_DURATION=${BENCH_E3_DURATION:-10}
+E3_PRODUCER_RATE=${BENCH_E3_PRODUCER_RATE:-1000}
+E3_ROUNDS=${BENCH_E3_ROUNDS:-2}
+E3_NOISY_RATE=${BENCH_E3_NOISY_RATE:-max}
+BASELINE_BIN=${BENCH_BASELINE_BIN:-}
+BASELINE_ROUNDS=${BENCH_BASELINE_ROUNDS:-2}
 RESULTS=${BENCH_RESULTS:-$BENCH_DIR/results}
 SOURCE_IPS=${BENCH_SOURCE_IPS:-127.0.0.2-127.0.0.20}
 NCHAN_WORKERS=${NCHAN_WORKERS:-auto}
@@ -50,7 +80,7 @@ FCM_MOCK_PORT=${FCM_MOCK_PORT:-14000}
 REDIS_PORT=${REDIS_PORT:-16379}
 
 RAW=$RESULTS/raw
-BIN=$ROOT/target/release
+BIN=${BENCH_BIN_DIR:-$ROOT/target/release}
 LOADGEN=$BIN/loadgen
 RUN=$(mktemp -d "${TMPDIR:-/tmp}/sb-bench.XXXXXX")
 PIDS=()
@@ -140,14 +170,22 @@ build() {
 # ---------------------------------------------------------------- servers
 
 SB_PID=
+# Which binary start_switchboard runs, and the limits it sets (callers override both with
+# `local`): the W-workloads push one producer key at full speed and thousands of streams per
+# source address, so the producer and per-address rate limits that guard a public node are off
+# there (LIMITS=off); the E-workloads run with the shipped limits (LIMITS=default); a binary from
+# before the limits existed knows no [limits] section (LIMITS=none).
+SB_BIN=
+LIMITS=off
 # start_switchboard NAME PORT [VAR=value ...]: a fresh router with its own SQLite database.
-# The workloads push one producer key at full speed and thousands of streams per source address,
-# so the producer and per-address rate limits that guard a public node are off here.
 start_switchboard() {
     local name=$1 port=$2
     shift 2
     local dir=$RUN/$name
     mkdir -p "$dir"
+    local limits=()
+    [ "$LIMITS" = off ] && limits=(SWITCHBOARD__LIMITS__PRODUCER_RATE_PER_SEC=0
+        SWITCHBOARD__LIMITS__STREAM_OPENS_PER_IP_PER_SEC=0)
     (
         cd "$dir"
         exec env RUST_LOG=warn \
@@ -156,9 +194,7 @@ start_switchboard() {
             SWITCHBOARD__STORE__URL="sqlite://$dir/switchboard.db?mode=rwc" \
             SWITCHBOARD__SSE__HEARTBEAT_SECS=15 \
             SWITCHBOARD__SSE__MAX_CONNECTIONS_PER_USER=8 \
-            SWITCHBOARD__LIMITS__PRODUCER_RATE_PER_SEC=0 \
-            SWITCHBOARD__LIMITS__STREAM_OPENS_PER_IP_PER_SEC=0 \
-            "$@" "$BIN/switchboard" serve
+            "${limits[@]}" "$@" "${SB_BIN:-$BIN/switchboard}" serve
     ) >"$RAW/$name.server.log" 2>&1 &
     SB_PID=$!
     PIDS+=("$SB_PID")
@@ -331,6 +367,143 @@ w7() { # polling vs push: server CPU per minute
     stop_servers
 }
 
+# ---------------------------------------------------------------- limits and abuse (E1-E3)
+
+# lg_restart NAME RESTART_FN LOADGEN-ARGS...: a `storm` run; when the clients are ready, RESTART_FN
+# stops the server with SIGTERM and starts it again, and sets RESTARTED to
+# "<new pid> <SIGTERM unix µs> <listening again unix µs>" for the load generator.
+RESTARTED=
+lg_restart() {
+    local name=$1 restart=$2
+    shift 2
+    local signal=$RUN/$name.signal
+    rm -f "$signal" "$signal.restarted"
+    log "$name: loadgen $*"
+    "$LOADGEN" "$@" --signal-file "$signal" --source-ips "$SOURCE_IPS" \
+        >"$RAW/$name.json" 2>"$RAW/$name.log" &
+    local lg_pid=$!
+    while [ ! -e "$signal" ] && kill -0 "$lg_pid" 2>/dev/null; do sleep 0.02; done
+    if [ -e "$signal" ]; then
+        "$restart"
+        echo "$RESTARTED" >"$signal.tmp" && mv "$signal.tmp" "$signal.restarted"
+        log "$name: restarted ($RESTARTED)"
+    fi
+    if wait "$lg_pid"; then
+        tail -n 1 "$RAW/$name.log" >&2
+    else
+        log "$name FAILED: see $RAW/$name.log"
+        tail -n 5 "$RAW/$name.log" >&2
+        FAILED+=("$name")
+        rm -f "$RAW/$name.json"
+    fi
+}
+
+now_us() { date +%s%6N; }
+
+# stop_pid PID: SIGTERM, then wait for it to exit (SIGKILL after 30 s).
+stop_pid() {
+    kill -TERM "$1" 2>/dev/null || true
+    for _ in $(seq 1 1500); do
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.02
+    done
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+E1_SB_ENV=()
+restart_switchboard_e1() {
+    local t_term
+    t_term=$(now_us)
+    stop_pid "$SB_PID"
+    start_switchboard sb-e1-restarted "$SB_PORT" "${E1_SB_ENV[@]}"
+    RESTARTED="$SB_PID $t_term $(now_us)"
+}
+
+restart_nchan_e1() {
+    local t_term
+    t_term=$(now_us)
+    stop_pid "$NCHAN_PID"
+    start_nchan nchan-e1-restarted "$NCHAN_PORT" "$BENCH_DIR/nchan/nginx-redis.conf"
+    RESTARTED="$NCHAN_PID $t_term $(now_us)"
+}
+
+e1() { # reconnect storm: the server restarted under 15 000 reconnecting clients; Nchan the same
+    local LIMITS=default
+    start_redis sb-e1
+    # The replay buffers and records live in Redis, so that a restarted node can replay.
+    E1_SB_ENV=(SWITCHBOARD__BROKER__KIND=redis
+        SWITCHBOARD__BROKER__REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+        SWITCHBOARD__STORE__URL="sqlite://$RUN/sb-e1/switchboard.db?mode=rwc")
+    start_switchboard sb-e1 "$SB_PORT" "${E1_SB_ENV[@]}"
+    # No bound on connects in flight: 15 000 phones do not queue behind each other.
+    lg_restart e1-switchboard restart_switchboard_e1 storm "${SB[@]}" --streams "$E1_STREAMS" \
+        --connect-concurrency "$E1_STREAMS" --server-pid "$SB_PID"
+    stop_servers
+    start_redis nchan-e1
+    start_nchan nchan-e1 "$NCHAN_PORT" "$BENCH_DIR/nchan/nginx-redis.conf"
+    lg_restart e1-nchan restart_nchan_e1 storm "${NCHAN[@]}" --streams "$E1_STREAMS" \
+        --connect-concurrency "$E1_STREAMS" --server-pid "$NCHAN_PID"
+    stop_servers
+}
+
+e2() { # flood: anonymous connections held while real streams get notifications
+    local LIMITS=default
+    start_switchboard sb-e2 "$SB_PORT" SWITCHBOARD__SERVER__MAX_CONNECTIONS="$E2_MAX_CONNECTIONS" \
+        SWITCHBOARD__SERVER__HEADER_TIMEOUT_SECS="$E2_HEADER_TIMEOUT"
+    lg e2-switchboard flood "${SB[@]}" --streams "$E2_STREAMS" --flood "$E2_FLOOD" \
+        --notifications "$E2_NOTIFICATIONS" --rate "$E2_RATE" --rounds "$E2_ROUNDS" \
+        --flood-ramp-secs "$E2_RAMP" \
+        --connections 4 --server-pid "$SB_PID"
+    stop_servers
+}
+
+e3() { # a producer over its rate limit beside one under it
+    local LIMITS=default
+    start_switchboard sb-e3 "$SB_PORT" SWITCHBOARD__AUTH__PRODUCER_KEYS="[dev-producer-key,noisy-producer-key]" \
+        SWITCHBOARD__LIMITS__PRODUCER_RATE_PER_SEC="$E3_PRODUCER_RATE" \
+        SWITCHBOARD__LIMITS__PRODUCER_BURST=1000
+    lg e3-switchboard noisy "${SB[@]}" --streams "$E3_STREAMS" --rate "$E3_RATE" \
+        --duration "$E3_DURATION" --noisy-key noisy-producer-key --noisy-connections 8 \
+        --noisy-rate "$E3_NOISY_RATE" \
+        --rounds "$E3_ROUNDS" --connections 4 --server-pid "$SB_PID"
+    stop_servers
+}
+
+# W1 and W2 against the binary of BENCH_BASELINE_BIN and the current one, interleaved (current,
+# baseline, baseline, current, ...), so that drift of the shared machine falls on both alike.
+# The current binary runs with every limit on, the producer's so high that it never refuses:
+# the delivery path pays for each check, as on a public node.
+baseline() {
+    if [ -z "$BASELINE_BIN" ] || [ ! -x "$BASELINE_BIN" ]; then
+        log "B: BENCH_BASELINE_BIN is not an executable: skipped"
+        return 0
+    fi
+    local round order which
+    for round in $(seq 1 "$BASELINE_ROUNDS"); do
+        order="current baseline"
+        [ $((round % 2)) = 0 ] && order="baseline current"
+        for which in $order; do
+            local SB_BIN=$BIN/switchboard LIMITS=default extra=()
+            if [ "$which" = baseline ]; then
+                SB_BIN=$BASELINE_BIN
+                LIMITS=none
+            else
+                extra=(SWITCHBOARD__LIMITS__PRODUCER_RATE_PER_SEC=1000000000
+                    SWITCHBOARD__LIMITS__PRODUCER_BURST=1000000000)
+            fi
+            start_switchboard "sb-b-w1-$which-$round" "$SB_PORT" "${extra[@]}"
+            lg "b-w1-$which-$round" idle "${SB[@]}" --streams "$STREAMS" --hold-secs "$HOLD_SECS" \
+                --server-pid "$SB_PID"
+            stop_servers
+            start_switchboard "sb-b-w2-$which-$round" "$SB_PORT" "${extra[@]}"
+            lg "b-w2-$which-$round" unicast "${SB[@]}" --streams "$STREAMS" --duration "$DURATION" \
+                --connections "$CONNECTIONS" --server-pid "$SB_PID"
+            stop_servers
+        done
+    done
+}
+
 # ---------------------------------------------------------------- main
 
 main() {
@@ -351,7 +524,8 @@ main() {
         echo "  \"nchan_workers\": \"$NCHAN_WORKERS\","
         echo "  \"duration\": $DURATION, \"w7_duration\": $W7_DURATION, \"streams\": $STREAMS,"
         echo "  \"w4_streams\": $W4_STREAMS, \"fcm_users\": $FCM_USERS, \"w7_clients\": $W7_CLIENTS,"
-        echo "  \"connections\": $CONNECTIONS"
+        echo "  \"connections\": $CONNECTIONS,"
+        echo "  \"baseline_bin\": \"$BASELINE_BIN\", \"baseline_rounds\": $BASELINE_ROUNDS"
         echo "}"
     } >"$RAW/run.json"
     for w in $ONLY; do
@@ -363,6 +537,10 @@ main() {
         W5 | w5) w5 ;;
         W6 | w6) w6 ;;
         W7 | w7) w7 ;;
+        E1 | e1) e1 ;;
+        E2 | e2) e2 ;;
+        E3 | e3) e3 ;;
+        B | b) baseline ;;
         *) log "unknown workload $w" ;;
         esac
     done

@@ -26,6 +26,12 @@ pub enum Mode {
     Fcm(FcmArgs),
     /// N clients polling a path on keep-alive connections, spread evenly over the interval.
     Poll(PollArgs),
+    /// Reconnect storm: N reconnecting (acking) clients, the server restarted under them.
+    Storm(StormArgs),
+    /// Anonymous connections held open (nothing, one byte, HTTP/2 preface) while streams get notifications.
+    Flood(FloodArgs),
+    /// A producer under its rate limit beside one far over it.
+    Noisy(NoisyArgs),
 }
 
 #[derive(Args, Clone)]
@@ -151,6 +157,89 @@ pub struct PollArgs {
     pub duration: f64,
     #[arg(long, default_value = "/healthz")]
     pub url_path: String,
+}
+
+#[derive(Args)]
+pub struct StormArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long)]
+    pub streams: usize,
+    /// Notifications per user before the restart, and again after it.
+    #[arg(long, default_value_t = 1)]
+    pub per_user: u64,
+    /// Created when the clients are ready for the restart; the restarter then writes
+    /// `<file>.restarted` with `<new pid> <SIGTERM unix µs> <listening again unix µs>`.
+    #[arg(long)]
+    pub signal_file: String,
+    /// The reconnection time of a client whose server sent no `retry:` (an EventSource's default).
+    #[arg(long, default_value_t = 3000)]
+    pub default_retry_ms: u64,
+    /// Give up waiting for every client to be back after this long.
+    #[arg(long, default_value_t = 120.0)]
+    pub reconnect_timeout_secs: f64,
+    /// Switchboard: open streams without ack=true (no acks sent).
+    #[arg(long)]
+    pub no_ack: bool,
+}
+
+#[derive(Args)]
+pub struct FloodArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Real streams.
+    #[arg(long, default_value_t = 1000)]
+    pub streams: usize,
+    /// Notifications per phase.
+    #[arg(long, default_value_t = 10_000)]
+    pub notifications: u64,
+    /// Notifications per second.
+    #[arg(long, default_value_t = 500.0)]
+    pub rate: f64,
+    /// Anonymous connections of the flood.
+    #[arg(long, default_value_t = 10_000)]
+    pub flood: usize,
+    /// Source addresses of the flood.
+    #[arg(long, default_value = "127.0.1.2-127.0.1.20")]
+    pub flood_source_ips: String,
+    /// How long a flood connection waits before reopening one the server closed.
+    #[arg(long, default_value_t = 100)]
+    pub flood_reconnect_ms: u64,
+    /// The flood's first connects spread over this long (a short ramp lines up their deadlines).
+    #[arg(long, default_value_t = 0.5)]
+    pub flood_ramp_secs: f64,
+    /// Pairs of phases (without the flood, then with it).
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+}
+
+#[derive(Args)]
+pub struct NoisyArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long, default_value_t = 1000)]
+    pub streams: usize,
+    /// The well-behaved producer's notifications per second.
+    #[arg(long, default_value_t = 500.0)]
+    pub rate: f64,
+    /// Seconds per phase.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// The noisy producer's key (one of the server's auth.producer_keys).
+    #[arg(long, default_value = "noisy-producer-key")]
+    pub noisy_key: String,
+    /// The noisy producer's users (no streams).
+    #[arg(long, default_value = "noisy-")]
+    pub noisy_user_prefix: String,
+    /// The noisy producer's connections.
+    #[arg(long, default_value_t = 8)]
+    pub noisy_connections: usize,
+    /// The noisy producer's requests per second, or `max` (each connection back to back).
+    #[arg(long, default_value = "max")]
+    pub noisy_rate: String,
+    /// Pairs of phases (without the noisy producer, then with it).
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
 }
 
 /// `K/N` → (K, N).

@@ -6,14 +6,20 @@
 //!   `sse`: chunked + SSE decoding; `publish`: hyper keep-alive publisher connections.
 //! - `stats`: latency histograms and counters; `procfs`: server CPU/RSS; `redis_info`: Redis
 //!   INFO deltas; `report`: JSON out.
-//! - workloads: `live` (shared + `idle`), `unicast`, `broadcast`, `fcm`, `poll`.
+//! - workloads: `live` (shared + `idle`), `unicast`, `broadcast`, `fcm`, `poll`; and the edge's:
+//!   `storm` (reconnecting clients in `client`), `flood`, `noisy`, with `phase` (fixed-size
+//!   publish phases).
 #![forbid(unsafe_code)]
 
 mod broadcast;
 mod cli;
+mod client;
 mod fcm;
+mod flood;
 mod live;
 mod net;
+mod noisy;
+mod phase;
 mod poll;
 mod procfs;
 mod publish;
@@ -21,6 +27,7 @@ mod redis_info;
 mod report;
 mod sse;
 mod stats;
+mod storm;
 mod streams;
 mod target;
 mod unicast;
@@ -50,6 +57,9 @@ fn main() -> ExitCode {
             Mode::Broadcast(a) => broadcast::broadcast(a).await,
             Mode::Fcm(a) => fcm::fcm(a).await,
             Mode::Poll(a) => poll::poll(a).await,
+            Mode::Storm(a) => storm::storm(a).await,
+            Mode::Flood(a) => flood::flood(a).await,
+            Mode::Noisy(a) => noisy::noisy(a).await,
         }
     });
     // Thousands of stream tasks are still reading: leave without waiting for them.

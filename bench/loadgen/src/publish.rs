@@ -177,9 +177,12 @@ impl Connection {
             let sent = Instant::now();
             last_send = Some(sent);
             match self.exchange(out.request).await {
-                Ok((status, body)) => {
+                Ok((status, retry_after, body)) => {
                     latency.saturating_record(sent.elapsed().as_micros() as u64);
                     self.answers.status(status);
+                    if retry_after {
+                        self.answers.retry_after.fetch_add(1, Ordering::Relaxed);
+                    }
                     self.workload.answered(out.items, status, &body);
                 }
                 Err(_) => {
@@ -196,12 +199,14 @@ impl Connection {
         last_send
     }
 
-    async fn exchange(&mut self, request: Request<Body>) -> anyhow::Result<(u16, Bytes)> {
+    /// Sends one request: its status, whether it carried `Retry-After`, and its body.
+    async fn exchange(&mut self, request: Request<Body>) -> anyhow::Result<(u16, bool, Bytes)> {
         let resp = tokio::time::timeout(Duration::from_secs(30), async {
             let resp = self.sender.send_request(request).await?;
             let status = resp.status().as_u16();
+            let retry_after = resp.headers().contains_key(header::RETRY_AFTER);
             let body = resp.into_body().collect().await?.to_bytes();
-            anyhow::Ok((status, body))
+            anyhow::Ok((status, retry_after, body))
         })
         .await??;
         Ok(resp)

@@ -136,6 +136,8 @@ pub struct Event<'a> {
     pub name: &'a [u8],
     /// The `data:` lines, joined with `\n`.
     pub data: &'a [u8],
+    /// The event's own `id:` field, if it had one (a reconnect sends the last one back).
+    pub id: Option<&'a [u8]>,
 }
 
 /// The SSE line protocol (`event:`, `data:`, `id:`, `retry:`, `:` comments), fed in pieces.
@@ -146,8 +148,12 @@ pub struct SseParser {
     name: Vec<u8>,
     data: Vec<u8>,
     has_data: bool,
+    id: Vec<u8>,
+    has_id: bool,
     /// Comment lines seen (heartbeats are `: ping`).
     pub comments: u64,
+    /// The last `retry:` value (ms) the server sent, if any.
+    pub retry_ms: Option<u64>,
 }
 
 impl SseParser {
@@ -182,11 +188,14 @@ impl SseParser {
                 on_event(Event {
                     name,
                     data: &self.data,
+                    id: self.has_id.then_some(&self.id[..]),
                 });
             }
             self.name.clear();
             self.data.clear();
             self.has_data = false;
+            self.id.clear();
+            self.has_id = false;
             return;
         }
         if line[0] == b':' {
@@ -212,7 +221,16 @@ impl SseParser {
                 self.name.clear();
                 self.name.extend_from_slice(value);
             }
-            // `id:` and `retry:` matter to a reconnecting client; this one never reconnects.
+            b"id" => {
+                self.id.clear();
+                self.id.extend_from_slice(value);
+                self.has_id = true;
+            }
+            b"retry" => {
+                if let Some(ms) = digits(value).filter(|_| value.iter().all(u8::is_ascii_digit)) {
+                    self.retry_ms = Some(ms);
+                }
+            }
             _ => {}
         }
     }
@@ -316,6 +334,21 @@ mod tests {
                 "piece size {piece}"
             );
             assert_eq!(comments, 1);
+        }
+    }
+
+    #[test]
+    fn keeps_ids_and_the_retry_time() {
+        let wire =
+            b"retry: 3412\n\nid: n-1\nevent: notification\ndata: x\n\ndata: y\n\nretry: 2x\n\n";
+        for piece in 1..wire.len() {
+            let mut p = SseParser::default();
+            let mut ids = Vec::new();
+            for part in wire.chunks(piece) {
+                p.feed(part, |e| ids.push(e.id.map(|i| i.to_vec())));
+            }
+            assert_eq!(ids, vec![Some(b"n-1".to_vec()), None], "piece size {piece}");
+            assert_eq!(p.retry_ms, Some(3412));
         }
     }
 

@@ -165,6 +165,17 @@ impl Recorder {
             .or_default() += 1;
     }
 
+    /// The latencies recorded since the last call (or the start), and forgets them: one phase's.
+    pub fn take_latency(&self) -> Percentiles {
+        let mut all = histogram();
+        for shard in &self.latency {
+            let mut h = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = all.add(&*h);
+            h.reset();
+        }
+        Percentiles::of(&all)
+    }
+
     pub fn latency(&self) -> Percentiles {
         let mut all = histogram();
         for shard in &self.latency {
@@ -184,6 +195,8 @@ pub struct Answers {
     pub by_status: Mutex<BTreeMap<u16, u64>>,
     /// Connection failures, resets and timeouts (no HTTP answer).
     pub transport_errors: AtomicU64,
+    /// Answers that carried `Retry-After`.
+    pub retry_after: AtomicU64,
     /// Request → full response, in µs.
     pub latency: Mutex<Option<Histogram<u64>>>,
 }
@@ -220,6 +233,7 @@ impl Answers {
             "ok": self.ok.load(Ordering::Relaxed),
             "by_status": by_status.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
             "transport_errors": self.transport_errors.load(Ordering::Relaxed),
+            "with_retry_after": self.retry_after.load(Ordering::Relaxed),
             "latency_us": latency.as_ref().map(Percentiles::of).unwrap_or_default(),
         })
     }

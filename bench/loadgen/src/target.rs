@@ -84,6 +84,45 @@ impl Target {
         .into_bytes()
     }
 
+    /// The request head of a client that resumes: stream `i` (with acks, Switchboard) sending
+    /// the last event id it received, as an EventSource does when it reconnects.
+    pub fn resume_request(
+        &self,
+        host: &str,
+        i: usize,
+        ack: bool,
+        last_id: Option<&str>,
+    ) -> Vec<u8> {
+        let resume = last_id
+            .map(|id| format!("Last-Event-ID: {id}\r\n"))
+            .unwrap_or_default();
+        match self.kind {
+            Kind::Switchboard => format!(
+                "GET /v1/events?device_id=d{} HTTP/1.1\r\nHost: {host}\r\n\
+                 Authorization: Bearer {}\r\nAccept: text/event-stream\r\n{resume}\r\n",
+                if ack { "&ack=true" } else { "" },
+                self.client_token(i)
+            ),
+            Kind::Nchan => format!(
+                "GET /sub/{} HTTP/1.1\r\nHost: {host}\r\n\
+                 Accept: text/event-stream\r\n{resume}\r\n",
+                self.user(i)
+            ),
+        }
+        .into_bytes()
+    }
+
+    /// `POST /v1/ack` of notification `id` by user `i` (Switchboard).
+    pub fn ack(&self, host: &str, i: usize, id: &str) -> http::Request<Body> {
+        request(
+            Method::POST,
+            host,
+            "/v1/ack",
+            Some(&self.client_token(i)),
+            Some((JSON, format!(r#"{{"ids":["{id}"]}}"#))),
+        )
+    }
+
     /// One notification to user `i`, stamped `ts`.
     pub fn unicast(&self, host: &str, i: usize, ts: u64) -> http::Request<Body> {
         match self.kind {
