@@ -2,6 +2,7 @@
 //! paths only touch atomics.
 
 use std::marker::PhantomData;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -179,6 +180,11 @@ pub struct Metrics {
     pub fcm_failed: Counter,
     pub fcm_tokens_pruned: Counter,
     pub fcm_queue_depth: Gauge,
+    pub push_queue_depth: Gauge,
+    pub push_queue_oldest_seconds: Gauge<f64, AtomicU64>,
+    /// `reason`: `push::RetryReason`, counted by the push sender.
+    pub push_retries: LabelFamily,
+    pub push_abandoned: Counter,
     /// `reason`: `streams::FallbackReason`, counted by the hub.
     pub fallbacks: LabelFamily,
     pub broadcasts: Counter,
@@ -276,6 +282,30 @@ impl Metrics {
             "switchboard_fcm_queue_depth",
             "FCM sends waiting for a slot",
             fcm_queue_depth.clone(),
+        );
+        let push_queue_depth = Gauge::default();
+        r.register(
+            "switchboard_push_queue_depth",
+            "Sends in the durable push queue (all nodes together in multi-node mode)",
+            push_queue_depth.clone(),
+        );
+        let push_queue_oldest_seconds = Gauge::<f64, AtomicU64>::default();
+        r.register(
+            "switchboard_push_queue_oldest_seconds",
+            "Age of the oldest send in the durable push queue (0 when it is empty)",
+            push_queue_oldest_seconds.clone(),
+        );
+        let push_retries = LabelFamily::register(
+            &mut r,
+            "switchboard_push_retries",
+            "Push sends given back to the queue for a later attempt, by the provider's answer",
+            "reason",
+        );
+        let push_abandoned = Counter::default();
+        r.register(
+            "switchboard_push_abandoned",
+            "Push sends given up at their deadline (ttl_secs or push.max_retry_secs) or attempt cap",
+            push_abandoned.clone(),
         );
         let fallbacks = LabelFamily::register(
             &mut r,
@@ -426,6 +456,10 @@ impl Metrics {
             fcm_failed,
             fcm_tokens_pruned,
             fcm_queue_depth,
+            push_queue_depth,
+            push_queue_oldest_seconds,
+            push_retries,
+            push_abandoned,
             fallbacks,
             broadcasts,
             broadcast_deliveries,

@@ -1,16 +1,17 @@
 //! How notifications reach devices that hold no stream. A [`Provider`] sends one message to one
-//! device token, once, and says how that went ([`Outcome`]); the [`Sender`] queues the sends,
-//! bounds those in flight, retries what the provider says to retry, and records each outcome
-//! (the delivery record, the pruning of dead tokens).
+//! device token, once, and says how that went ([`Outcome`]); the [`Sender`] keeps every send in
+//! the durable [`queue`] until it is settled, bounds those in flight, retries what the provider
+//! says to retry, and records each outcome (the delivery record, the pruning of dead tokens).
 //!
 //! Providers: [`fcm`] (Firebase Cloud Messaging HTTP v1). A new one (APNs, Web Push) lives in
 //! `push/<provider>/`: it implements `Provider`, and [`start`] builds it from its config.
 
 pub mod fcm;
+pub mod queue;
 mod retry;
 mod sender;
 
-pub use sender::{Batch, Job, Overloaded, Sender, SenderConfig};
+pub use sender::{Overloaded, Sender, SenderConfig, SubmitError};
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -79,6 +80,23 @@ pub enum RetryReason {
     Transport,
 }
 
+impl crate::metrics::Label for RetryReason {
+    const ALL: &'static [RetryReason] = &[
+        RetryReason::QuotaExceeded,
+        RetryReason::Unavailable,
+        RetryReason::Internal,
+        RetryReason::Transport,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn as_str(self) -> &'static str {
+        RetryReason::as_str(self)
+    }
+}
+
 impl RetryReason {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -119,6 +137,8 @@ impl InvalidReason {
 pub enum SetupError {
     #[error(transparent)]
     Fcm(#[from] FcmSetupError),
+    #[error(transparent)]
+    Queue(#[from] queue::QueueError),
 }
 
 /// The sender for the configured provider, or a disabled one (nothing configured): then an
@@ -135,15 +155,18 @@ pub async fn start(
         );
         // The FCM series are listed (at 0) whether or not FCM is configured.
         let _ = metrics.fcm_results.counters::<fcm::RequestResult>();
-        return Ok(Sender::disabled(metrics));
+        let _ = metrics.push_retries.counters::<RetryReason>();
+        return Ok(Sender::disabled());
     }
     let provider = FcmProvider::new(&config.fcm, metrics.clone()).await?;
     if let Err(e) = provider.check_token().await {
         tracing::warn!(error = %e, "FCM: no OAuth token yet; sends will retry it");
     }
+    let queue = queue::open(config, store.clone()).await?;
     Ok(Sender::start(
         Arc::new(provider),
-        SenderConfig::new(&config.fcm),
+        queue,
+        SenderConfig::new(config),
         store,
         ledger,
         metrics,

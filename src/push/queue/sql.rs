@@ -1,0 +1,162 @@
+//! The queue in the store's database, for one node (the rows in `store::push_queue`).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::FutureExt;
+
+use super::{
+    progress_of, Entry, Finished, NewSends, Progress, PushQueue, QueueError, QueueFuture,
+    QueueStats,
+};
+use crate::notification::Notification;
+use crate::store::{Device, NewRow, Platform, QueueRow, Store};
+use crate::time::unix_millis;
+
+pub struct SqlQueue {
+    store: Store,
+}
+
+impl SqlQueue {
+    pub fn new(store: Store) -> SqlQueue {
+        SqlQueue { store }
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> QueueError {
+    QueueError(e.to_string())
+}
+
+fn ms(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A row back into an entry; `None` when its payload is unreadable (it is dropped then).
+fn entry(row: QueueRow, claim: &Arc<str>) -> Option<Entry> {
+    let n = match Notification::from_json(Bytes::from(row.payload)) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(notification_id = %row.notification_id, error = %e, "push queue: unreadable payload");
+            return None;
+        }
+    };
+    Some(Entry {
+        notification: Arc::new(n),
+        device: Device {
+            device_id: row.device_id,
+            user_id: row.user_id,
+            platform: Platform::parse(&row.platform),
+            token: row.fcm_token,
+            updated_at: 0,
+        },
+        attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
+        created_ms: row.created_at.max(0) as u64,
+        deadline_ms: row.deadline_at.max(0) as u64,
+        last_error: row.last_error,
+        claim: claim.clone(),
+    })
+}
+
+impl PushQueue for SqlQueue {
+    fn put(&self, sends: NewSends<'_>) -> QueueFuture<()> {
+        let store = self.store.clone();
+        let n = sends.notification.clone();
+        let devices = sends.devices.to_vec();
+        let claim = sends.claim.map(str::to_string);
+        let (due, deadline) = (ms(sends.due_ms), ms(sends.deadline_ms));
+        async move {
+            let rows: Vec<NewRow<'_>> = devices
+                .iter()
+                .map(|d| NewRow {
+                    device_id: &d.device_id,
+                    user_id: &d.user_id,
+                    fcm_token: &d.token,
+                    platform: d.platform.as_str(),
+                })
+                .collect();
+            let payload = n.json();
+            let payload = std::str::from_utf8(&payload).map_err(failed)?;
+            let now = ms(unix_millis());
+            store
+                .queue_put(&n.id, payload, &rows, claim.as_deref(), due, now, deadline)
+                .await
+                .map_err(failed)
+        }
+        .boxed()
+    }
+
+    fn claim(&self, claim: Arc<str>, limit: usize, lease_end_ms: u64) -> QueueFuture<Vec<Entry>> {
+        let store = self.store.clone();
+        async move {
+            let rows = store
+                .queue_claim(&claim, ms(unix_millis()), ms(lease_end_ms), limit)
+                .await
+                .map_err(failed)?;
+            Ok(rows.into_iter().filter_map(|r| entry(r, &claim)).collect())
+        }
+        .boxed()
+    }
+
+    fn finish(&self, entry: &Entry, accepted: bool) -> QueueFuture<Finished> {
+        let store = self.store.clone();
+        let (id, device, claim) = keys(entry);
+        async move {
+            store
+                .queue_finish(&id, &device, &claim, accepted)
+                .await
+                .map_err(failed)
+        }
+        .boxed()
+    }
+
+    fn retry(&self, entry: &Entry, due_ms: u64, error: &str) -> QueueFuture<bool> {
+        let store = self.store.clone();
+        let (id, device, claim) = keys(entry);
+        let attempts = i64::from(entry.attempts) + 1;
+        let error = error.to_string();
+        async move {
+            store
+                .queue_retry(&id, &device, &claim, ms(due_ms), attempts, &error)
+                .await
+                .map_err(failed)
+        }
+        .boxed()
+    }
+
+    fn stats(&self) -> QueueFuture<QueueStats> {
+        let store = self.store.clone();
+        async move {
+            let (depth, oldest) = store.queue_stats().await.map_err(failed)?;
+            Ok(QueueStats {
+                depth: depth.max(0) as u64,
+                oldest_ms: oldest.map(|o| o.max(0) as u64),
+            })
+        }
+        .boxed()
+    }
+
+    fn progress(&self, id: &str) -> QueueFuture<Option<Progress>> {
+        let store = self.store.clone();
+        let id = id.to_string();
+        async move {
+            let rows = store.queue_progress(&id).await.map_err(failed)?;
+            Ok(progress_of(rows.into_iter().map(|(a, d, c)| {
+                (u32::try_from(a).unwrap_or(u32::MAX), d.max(0) as u64, c)
+            })))
+        }
+        .boxed()
+    }
+
+    fn recover(&self) -> QueueFuture<u64> {
+        let store = self.store.clone();
+        async move { store.queue_recover(ms(unix_millis())).await.map_err(failed) }.boxed()
+    }
+}
+
+fn keys(entry: &Entry) -> (String, String, Arc<str>) {
+    (
+        entry.notification.id.clone(),
+        entry.device.device_id.clone(),
+        entry.claim.clone(),
+    )
+}

@@ -1,0 +1,260 @@
+//! The durable push queue's SQL side (one node: SQLite, or PostgreSQL when it is the device
+//! store of a single node). `push::queue::sql` puts it behind the `PushQueue` trait; the
+//! semantics (claims, leases, batches) are documented there.
+
+use super::{on_pool, Store, StoreError};
+
+/// One send as the queue keeps it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct QueueRow {
+    pub notification_id: String,
+    pub device_id: String,
+    pub user_id: String,
+    pub fcm_token: String,
+    pub platform: String,
+    pub attempts: i64,
+    pub created_at: i64,
+    pub deadline_at: i64,
+    pub last_error: Option<String>,
+    pub payload: String,
+}
+
+/// A new send: the device part of a row.
+pub struct NewRow<'a> {
+    pub device_id: &'a str,
+    pub user_id: &'a str,
+    pub fcm_token: &'a str,
+    pub platform: &'a str,
+}
+
+/// How ending one send went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// Another claim holds it now (this one's lease ran out): nothing was changed.
+    Lost,
+    /// Removed; other sends of its notification remain.
+    Done,
+    /// Removed, and it was its notification's last: whether any of them was accepted.
+    Last { accepted: bool },
+}
+
+const INSERT: &str = "INSERT INTO push_queue (notification_id, device_id, user_id, fcm_token, \
+     platform, attempts, due_at, created_at, deadline_at, last_error, claim) \
+     VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, NULL, $9) \
+     ON CONFLICT (notification_id, device_id) DO NOTHING";
+const INSERT_BATCH: &str =
+    "INSERT INTO push_batches (notification_id, payload, remaining, accepted) \
+     VALUES ($1, $2, $3, 0) ON CONFLICT (notification_id) \
+     DO UPDATE SET remaining = push_batches.remaining + excluded.remaining";
+const CLAIM: &str = "UPDATE push_queue SET claim = $1, due_at = $2 \
+     WHERE (notification_id, device_id) IN (SELECT notification_id, device_id FROM push_queue \
+     WHERE due_at <= $3 ORDER BY due_at LIMIT $4) \
+     RETURNING notification_id, device_id, user_id, fcm_token, platform, attempts, created_at, \
+     deadline_at, last_error";
+const PAYLOAD: &str = "SELECT payload FROM push_batches WHERE notification_id = $1";
+const DELETE: &str =
+    "DELETE FROM push_queue WHERE notification_id = $1 AND device_id = $2 AND claim = $3";
+const COUNT_DOWN: &str = "UPDATE push_batches SET remaining = remaining - 1, \
+     accepted = accepted + $2 WHERE notification_id = $1 RETURNING remaining, accepted";
+const DELETE_BATCH: &str = "DELETE FROM push_batches WHERE notification_id = $1";
+const RETRY: &str = "UPDATE push_queue SET due_at = $4, attempts = $5, last_error = $6, \
+     claim = NULL WHERE notification_id = $1 AND device_id = $2 AND claim = $3";
+const STATS: &str = "SELECT COUNT(*), MIN(created_at) FROM push_queue";
+const PROGRESS: &str = "SELECT attempts, due_at, claim FROM push_queue WHERE notification_id = $1";
+const RECOVER: &str = "UPDATE push_queue SET claim = NULL, due_at = $1 WHERE claim IS NOT NULL";
+
+impl Store {
+    /// Stores the sends of notification `id` (`payload`: its JSON), due at `due_at`; with
+    /// `claim`, held by that claim until `due_at`. A send already queued is kept as it is.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn queue_put(
+        &self,
+        id: &str,
+        payload: &str,
+        rows: &[NewRow<'_>],
+        claim: Option<&str>,
+        due_at: i64,
+        created_at: i64,
+        deadline_at: i64,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut added = 0i64;
+            for r in rows {
+                added += sqlx::query(INSERT)
+                    .bind(id)
+                    .bind(r.device_id)
+                    .bind(r.user_id)
+                    .bind(r.fcm_token)
+                    .bind(r.platform)
+                    .bind(due_at)
+                    .bind(created_at)
+                    .bind(deadline_at)
+                    .bind(claim)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected() as i64;
+            }
+            if added > 0 {
+                sqlx::query(INSERT_BATCH)
+                    .bind(id)
+                    .bind(payload)
+                    .bind(added)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Claims up to `limit` sends due at `now`, holding them until `lease_end`.
+    pub async fn queue_claim(
+        &self,
+        claim: &str,
+        now: i64,
+        lease_end: i64,
+        limit: usize,
+    ) -> Result<Vec<QueueRow>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Claimed {
+            notification_id: String,
+            device_id: String,
+            user_id: String,
+            fcm_token: String,
+            platform: String,
+            attempts: i64,
+            created_at: i64,
+            deadline_at: i64,
+            last_error: Option<String>,
+        }
+        let rows: Vec<Claimed> = on_pool!(self, pool => sqlx::query_as(CLAIM)
+            .bind(claim)
+            .bind(lease_end)
+            .bind(now)
+            .bind(limit as i64)
+            .fetch_all(pool)
+            .await?);
+        let mut out = Vec::with_capacity(rows.len());
+        let mut payloads: std::collections::HashMap<String, String> = Default::default();
+        for r in rows {
+            let payload = match payloads.get(&r.notification_id) {
+                Some(p) => p.clone(),
+                None => {
+                    let p: Option<(String,)> = on_pool!(self, pool => sqlx::query_as(PAYLOAD)
+                        .bind(&r.notification_id)
+                        .fetch_optional(pool)
+                        .await?);
+                    let p = p.map(|p| p.0).unwrap_or_default();
+                    payloads.insert(r.notification_id.clone(), p.clone());
+                    p
+                }
+            };
+            out.push(QueueRow {
+                notification_id: r.notification_id,
+                device_id: r.device_id,
+                user_id: r.user_id,
+                fcm_token: r.fcm_token,
+                platform: r.platform,
+                attempts: r.attempts,
+                created_at: r.created_at,
+                deadline_at: r.deadline_at,
+                last_error: r.last_error,
+                payload,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Ends one send held by `claim`: removed, and counted in its notification's batch.
+    pub async fn queue_finish(
+        &self,
+        id: &str,
+        device_id: &str,
+        claim: &str,
+        accepted: bool,
+    ) -> Result<Finished, StoreError> {
+        let finished = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let removed = sqlx::query(DELETE)
+                .bind(id)
+                .bind(device_id)
+                .bind(claim)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if removed == 0 {
+                return Ok(Finished::Lost);
+            }
+            let left: Option<(i64, i64)> = sqlx::query_as(COUNT_DOWN)
+                .bind(id)
+                .bind(i64::from(accepted))
+                .fetch_optional(&mut *tx)
+                .await?;
+            let finished = match left {
+                Some((remaining, _)) if remaining > 0 => Finished::Done,
+                Some((_, n)) => Finished::Last { accepted: n > 0 },
+                None => Finished::Last { accepted },
+            };
+            if matches!(finished, Finished::Last { .. }) {
+                sqlx::query(DELETE_BATCH).bind(id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            finished
+        });
+        Ok(finished)
+    }
+
+    /// Gives a send held by `claim` back to the queue, due at `due_at`; false if another
+    /// claim holds it now.
+    pub async fn queue_retry(
+        &self,
+        id: &str,
+        device_id: &str,
+        claim: &str,
+        due_at: i64,
+        attempts: i64,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let n = on_pool!(self, pool => sqlx::query(RETRY)
+            .bind(id)
+            .bind(device_id)
+            .bind(claim)
+            .bind(due_at)
+            .bind(attempts)
+            .bind(error)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(n > 0)
+    }
+
+    /// Sends in the queue, and the creation time of the oldest.
+    pub async fn queue_stats(&self) -> Result<(i64, Option<i64>), StoreError> {
+        let row: (i64, Option<i64>) =
+            on_pool!(self, pool => sqlx::query_as(STATS).fetch_one(pool).await?);
+        Ok(row)
+    }
+
+    /// The queued sends of notification `id`: (attempts, due_at, claimed) each.
+    pub async fn queue_progress(&self, id: &str) -> Result<Vec<(i64, i64, bool)>, StoreError> {
+        let rows: Vec<(i64, i64, Option<String>)> = on_pool!(self, pool => sqlx::query_as(PROGRESS)
+            .bind(id)
+            .fetch_all(pool)
+            .await?);
+        Ok(rows
+            .into_iter()
+            .map(|(a, d, c)| (a, d, c.is_some()))
+            .collect())
+    }
+
+    /// Drops every claim (the process that held them is gone), due at `now`.
+    pub async fn queue_recover(&self, now: i64) -> Result<u64, StoreError> {
+        let n = on_pool!(self, pool => sqlx::query(RECOVER)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(n)
+    }
+}
