@@ -256,6 +256,11 @@ async fn sends_held_by_a_killed_node_are_sent_once_by_another_after_the_lease() 
     // Whatever the dead node had on the wire is answered 503 before the outage ends.
     tokio::time::sleep(Duration::from_secs(2)).await;
     outage_ends(&d.mock).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        d.mock.messages().await.len() < ids.len(),
+        "the dead node's sends wait for their lease"
+    );
 
     assert_each_sent_once(&d.mock, &ids, Duration::from_secs(30)).await;
     eprintln!("all sent {:?} after the kill", killed.elapsed());

@@ -174,7 +174,8 @@ impl Sender {
         } else {
             now
         };
-        core.queue
+        let stored = core
+            .queue
             .put(NewSends {
                 notification: n,
                 devices: &devices,
@@ -183,12 +184,16 @@ impl Sender {
                 deadline_ms,
             })
             .await?;
-        core.depth.fetch_add(count, Ordering::Relaxed);
-        // The queue owns the outcome now: the ack deadline has nothing left to do.
-        core.ledger.release(&n.id);
+        core.depth.fetch_add(stored.len() as u64, Ordering::Relaxed);
         match (permits, claim) {
             (Some(permits), Some(claim)) => {
-                for (permit, device) in permits.zip(devices) {
+                // Only what this put stored is held by its claim (a send queued before is
+                // someone else's).
+                let mut devices = devices
+                    .into_iter()
+                    .filter(|d| stored.contains(&d.device_id));
+                for permit in permits {
+                    let Some(device) = devices.next() else { break };
                     core.metrics.fcm_queue_depth.inc();
                     permit.send(Entry {
                         notification: n.clone(),

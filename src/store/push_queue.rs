@@ -65,7 +65,8 @@ const RECOVER: &str = "UPDATE push_queue SET claim = NULL, due_at = $1 WHERE cla
 
 impl Store {
     /// Stores the sends of notification `id` (`payload`: its JSON), due at `due_at`; with
-    /// `claim`, held by that claim until `due_at`. A send already queued is kept as it is.
+    /// `claim`, held by that claim until `due_at`. A send already queued is kept as it is;
+    /// returns the device ids of those stored now.
     #[allow(clippy::too_many_arguments)]
     pub async fn queue_put(
         &self,
@@ -76,12 +77,12 @@ impl Store {
         due_at: i64,
         created_at: i64,
         deadline_at: i64,
-    ) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
+    ) -> Result<Vec<String>, StoreError> {
+        let stored = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let mut added = 0i64;
+            let mut stored = Vec::with_capacity(rows.len());
             for r in rows {
-                added += sqlx::query(INSERT)
+                let n = sqlx::query(INSERT)
                     .bind(id)
                     .bind(r.device_id)
                     .bind(r.user_id)
@@ -93,19 +94,23 @@ impl Store {
                     .bind(claim)
                     .execute(&mut *tx)
                     .await?
-                    .rows_affected() as i64;
+                    .rows_affected();
+                if n > 0 {
+                    stored.push(r.device_id.to_string());
+                }
             }
-            if added > 0 {
+            if !stored.is_empty() {
                 sqlx::query(INSERT_BATCH)
                     .bind(id)
                     .bind(payload)
-                    .bind(added)
+                    .bind(stored.len() as i64)
                     .execute(&mut *tx)
                     .await?;
             }
             tx.commit().await?;
+            stored
         });
-        Ok(())
+        Ok(stored)
     }
 
     /// Claims up to `limit` sends due at `now`, holding them until `lease_end`.

@@ -82,8 +82,10 @@ pub struct NewSends<'a> {
 }
 
 pub trait PushQueue: Send + Sync {
-    /// Stores a notification's sends (a send already queued is kept as it is).
-    fn put(&self, sends: NewSends<'_>) -> QueueFuture<()>;
+    /// Stores a notification's sends; a send already queued is kept as it is (a notification
+    /// handed over twice, by two deadline sweeps, is queued once). Returns the device ids of
+    /// the sends stored now: only those may be sent under `sends.claim`.
+    fn put(&self, sends: NewSends<'_>) -> QueueFuture<Vec<String>>;
     /// Claims up to `limit` sends due now, each held by `claim` until `lease_end_ms`.
     fn claim(&self, claim: Arc<str>, limit: usize, lease_end_ms: u64) -> QueueFuture<Vec<Entry>>;
     /// Ends a send held by `entry.claim`.

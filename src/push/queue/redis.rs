@@ -31,7 +31,7 @@ const PUT: &str = r#"
 local pre, nid, claim, due, created, deadline, payload, user =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local b = pre .. 'b:' .. nid
-local added = 0
+local added = {}
 for i = 9, #ARGV, 3 do
   local member = nid .. ':' .. ARGV[i]
   local key = pre .. 'e:' .. member
@@ -41,12 +41,12 @@ for i = 9, #ARGV, 3 do
     redis.call('ZADD', KEYS[1], due, member)
     redis.call('ZADD', KEYS[2], created, member)
     redis.call('HSET', b, 'm:' .. ARGV[i], 1)
-    added = added + 1
+    added[#added + 1] = ARGV[i]
   end
 end
-if added > 0 then
+if #added > 0 then
   redis.call('HSET', b, 'n', payload)
-  redis.call('HINCRBY', b, 'r', added)
+  redis.call('HINCRBY', b, 'r', #added)
 end
 return added
 "#;
@@ -186,7 +186,7 @@ fn entry(row: Vec<String>, claim: &Arc<str>) -> Option<Entry> {
 }
 
 impl PushQueue for RedisQueue {
-    fn put(&self, sends: NewSends<'_>) -> QueueFuture<()> {
+    fn put(&self, sends: NewSends<'_>) -> QueueFuture<Vec<String>> {
         let client = self.client.clone();
         let keys = self.keys();
         let n = sends.notification;
@@ -208,8 +208,8 @@ impl PushQueue for RedisQueue {
             ]);
         }
         async move {
-            let _: i64 = client.eval(PUT, keys, args).await.map_err(failed)?;
-            Ok(())
+            let stored: Vec<String> = client.eval(PUT, keys, args).await.map_err(failed)?;
+            Ok(stored)
         }
         .boxed()
     }

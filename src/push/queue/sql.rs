@@ -58,7 +58,7 @@ fn entry(row: QueueRow, claim: &Arc<str>) -> Option<Entry> {
 }
 
 impl PushQueue for SqlQueue {
-    fn put(&self, sends: NewSends<'_>) -> QueueFuture<()> {
+    fn put(&self, sends: NewSends<'_>) -> QueueFuture<Vec<String>> {
         let store = self.store.clone();
         let n = sends.notification.clone();
         let devices = sends.devices.to_vec();
