@@ -155,7 +155,16 @@ impl NotificationRouter {
         refuse_when_full: bool,
     ) -> Result<Route, RouteError> {
         let devices = if self.push.enabled() {
-            self.store.devices_for_user(&n.user_id).await?
+            match self.store.devices_for_user(&n.user_id).await {
+                Ok(devices) => devices,
+                // Accepted already: the queue reads them again later.
+                Err(e) if !refuse_when_full => {
+                    tracing::warn!(notification_id = %n.id, error = %e, "cannot read the user's devices: queued for a later lookup");
+                    self.push.submit_lookup(n).await?;
+                    return Ok(Route::Fcm);
+                }
+                Err(e) => return Err(e.into()),
+            }
         } else {
             Vec::new()
         };

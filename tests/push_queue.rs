@@ -368,3 +368,58 @@ async fn a_notify_over_the_queue_bound_answers_503_and_sends_nothing() {
 
     assert_each_sent_once(&mock, &ids, Duration::from_secs(10)).await;
 }
+
+#[tokio::test]
+async fn a_device_read_that_fails_after_acceptance_is_retried_from_the_queue() {
+    use sqlx::Connection;
+    // One node on PostgreSQL: its push queue is there too, beside the devices.
+    let db = common::services::TestDb::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mock = Mock::start(dir.path()).await;
+    let opts = Options {
+        shared_fcm: Some((mock.url.clone(), mock.key_path.clone())),
+        ..Options::default()
+    }
+    .env("SWITCHBOARD__STORE__URL", &db.url)
+    .env("SWITCHBOARD__DELIVERY__ACK_TIMEOUT_MS", "1000");
+    let app = TestApp::spawn_with(PUSH_ENV.iter().fold(opts, |o, (k, v)| o.env(k, v))).await;
+    app.register_device("dora", "phone", "tok-dora").await;
+    let _stream = app.stream("dora", "device_id=phone&ack=true").await;
+    let mut pg = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("ALTER TABLE devices RENAME TO devices_away")
+        .execute(&mut pg)
+        .await
+        .unwrap();
+
+    // Written to the stream, never acked: the ack timeout sends it to FCM, whose device read
+    // fails.
+    let (status, answer) = app
+        .notify(json!({"user_id": "dora", "data": {"k": "v"}}))
+        .await;
+    assert_eq!(
+        (status, answer["route"].as_str()),
+        (StatusCode::ACCEPTED, Some("sse"))
+    );
+    let id = answer["id"].as_str().unwrap();
+    assert!(
+        app.wait_metric(
+            "switchboard_push_retries_total{reason=\"device_read\"}",
+            2.0,
+            Duration::from_secs(10)
+        )
+        .await
+            >= 2.0
+    );
+    assert!(mock.messages().await.is_empty());
+    sqlx::query("ALTER TABLE devices_away RENAME TO devices")
+        .execute(&mut pg)
+        .await
+        .unwrap();
+
+    assert_each_sent_once(&mock, &[id.to_string()], Duration::from_secs(10)).await;
+    let v = app
+        .wait_status(id, "fcm_accepted", Duration::from_secs(5))
+        .await;
+    assert_eq!(v["status"], "fcm_accepted", "{v}");
+    drop(pg);
+}

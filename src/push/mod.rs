@@ -80,20 +80,41 @@ pub enum RetryReason {
     Transport,
 }
 
-impl crate::metrics::Label for RetryReason {
-    const ALL: &'static [RetryReason] = &[
-        RetryReason::QuotaExceeded,
-        RetryReason::Unavailable,
-        RetryReason::Internal,
-        RetryReason::Transport,
+/// Why a send went back to the queue (`switchboard_push_retries_total{reason}`): the
+/// provider's transient answer, or the user's devices could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryCause {
+    Provider(RetryReason),
+    DeviceRead,
+}
+
+impl crate::metrics::Label for RetryCause {
+    const ALL: &'static [RetryCause] = &[
+        RetryCause::Provider(RetryReason::QuotaExceeded),
+        RetryCause::Provider(RetryReason::Unavailable),
+        RetryCause::Provider(RetryReason::Internal),
+        RetryCause::Provider(RetryReason::Transport),
+        RetryCause::DeviceRead,
     ];
 
     fn index(self) -> usize {
-        self as usize
+        match self {
+            RetryCause::Provider(reason) => reason as usize,
+            RetryCause::DeviceRead => 4,
+        }
     }
 
     fn as_str(self) -> &'static str {
-        RetryReason::as_str(self)
+        match self {
+            RetryCause::Provider(reason) => reason.as_str(),
+            RetryCause::DeviceRead => "device_read",
+        }
+    }
+}
+
+impl From<RetryReason> for RetryCause {
+    fn from(r: RetryReason) -> RetryCause {
+        RetryCause::Provider(r)
     }
 }
 
@@ -155,7 +176,7 @@ pub async fn start(
         );
         // The FCM series are listed (at 0) whether or not FCM is configured.
         let _ = metrics.fcm_results.counters::<fcm::RequestResult>();
-        let _ = metrics.push_retries.counters::<RetryReason>();
+        let _ = metrics.push_retries.counters::<RetryCause>();
         return Ok(Sender::disabled());
     }
     let provider = FcmProvider::new(&config.fcm, metrics.clone()).await?;

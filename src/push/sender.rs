@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::queue::{Entry, Finished, NewSends, Progress, QueueError, SharedQueue};
 use super::retry::RetryPolicy;
-use super::{Outcome, Provider, RetryReason};
+use super::{Outcome, Provider, RetryCause};
 use crate::backend::{Delivery, SharedLedger, Status};
 use crate::config::Config;
 use crate::metrics::{Counters, Metrics};
@@ -84,7 +84,7 @@ struct Core {
     store: Store,
     ledger: SharedLedger,
     metrics: Arc<Metrics>,
-    retries: Counters<RetryReason>,
+    retries: Counters<RetryCause>,
     slots: Arc<Semaphore>,
     max_in_flight: u32,
     /// The depth last read, plus what this node stored since, minus what it settled.
@@ -208,6 +208,33 @@ impl Sender {
             }
             _ => core.wake.notify_one(),
         }
+        Ok(())
+    }
+
+    /// Stores a send of `n` whose devices could not be read: when it is due, the devices are
+    /// read again and it becomes one send per device (or the notification `expired`).
+    pub async fn submit_lookup(&self, n: &SharedNotification) -> Result<(), SubmitError> {
+        let Some(core) = &self.core else {
+            return Ok(());
+        };
+        let lookup = Device {
+            device_id: String::new(),
+            user_id: n.user_id.clone(),
+            platform: crate::store::Platform::Android,
+            token: String::new(),
+            updated_at: 0,
+        };
+        let retry_ms = core.retry.delay(1, None).as_millis() as u64;
+        core.queue
+            .put(NewSends {
+                notification: n,
+                devices: std::slice::from_ref(&lookup),
+                claim: None,
+                due_ms: unix_millis() + retry_ms,
+                deadline_ms: core.retry.deadline_ms(n),
+            })
+            .await?;
+        core.retries.inc(RetryCause::DeviceRead);
         Ok(())
     }
 
@@ -348,6 +375,10 @@ impl Core {
             self.settle(&entry, Some(&error)).await;
             return;
         }
+        if entry.device.device_id.is_empty() {
+            self.look_up(entry).await;
+            return;
+        }
         let outcome = self
             .provider
             .send(&entry.notification, &entry.device.token)
@@ -370,11 +401,61 @@ impl Core {
         }
     }
 
-    async fn retry_later(&self, entry: &Entry, reason: RetryReason, after: Option<Duration>) {
+    /// A send stored before its user's devices could be read: one send per device now, or
+    /// the notification `expired` when there is none. Stored before the lookup entry is
+    /// removed, so a crash between the two sends nothing twice unless those sends also ended
+    /// before the lookup's lease did.
+    async fn look_up(&self, entry: Entry) {
+        let n = &entry.notification;
+        let devices = match self.store.devices_for_user(&n.user_id).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "push: the user's devices still cannot be read");
+                self.retry_later(&entry, RetryCause::DeviceRead, None).await;
+                return;
+            }
+        };
+        if !devices.is_empty() {
+            let put = self
+                .queue
+                .put(NewSends {
+                    notification: n,
+                    devices: &devices,
+                    claim: None,
+                    due_ms: unix_millis(),
+                    deadline_ms: entry.deadline_ms,
+                })
+                .await;
+            if let Err(e) = put {
+                // Still claimed: looked up again when the lease ends.
+                tracing::warn!(error = %e, "push queue: cannot store the sends of a lookup");
+                return;
+            }
+            self.depth
+                .fetch_add(devices.len() as u64, Ordering::Relaxed);
+            self.wake.notify_one();
+        }
+        match self.queue.finish(&entry, false).await {
+            Ok(Finished::Last { .. }) => {
+                self.ledger.set_status(&n.id, Status::Expired);
+                self.ledger.release(&n.id);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "push queue: cannot remove a lookup"),
+        }
+    }
+
+    async fn retry_later(
+        &self,
+        entry: &Entry,
+        cause: impl Into<RetryCause>,
+        after: Option<Duration>,
+    ) {
+        let cause = cause.into();
         let attempts = entry.attempts + 1;
         let wait = self.retry.delay(attempts, after);
         let due = unix_millis() + wait.as_millis() as u64;
-        let code = reason.as_str();
+        let code = crate::metrics::Label::as_str(cause);
         if !self.retry.may_retry(attempts) || due > entry.deadline_ms {
             tracing::warn!(code, attempts, "push send given up at its deadline");
             self.metrics.push_abandoned.inc();
@@ -384,11 +465,13 @@ impl Core {
         tracing::debug!(code, attempts, ?wait, "push send will be retried");
         match self.queue.retry(entry, due, code).await {
             Ok(true) => {
-                self.retries.inc(reason);
+                self.retries.inc(cause);
                 let id = &entry.notification.id;
                 self.ledger.set_status(id, Status::FcmRetrying);
-                self.ledger
-                    .set_delivery(id, Delivery::retrying(&entry.device.device_id, code));
+                if !entry.device.device_id.is_empty() {
+                    self.ledger
+                        .set_delivery(id, Delivery::retrying(&entry.device.device_id, code));
+                }
             }
             Ok(false) => tracing::debug!("push send taken over by another claim"),
             // Still claimed: due again when the lease ends.
@@ -426,8 +509,11 @@ impl Core {
                 Some(d.saturating_sub(1))
             });
         let id = &entry.notification.id;
-        self.ledger
-            .set_delivery(id, Delivery::push(&entry.device.device_id, error));
+        // A lookup (no device yet) has no delivery of its own.
+        if !entry.device.device_id.is_empty() {
+            self.ledger
+                .set_delivery(id, Delivery::push(&entry.device.device_id, error));
+        }
         if let Some(Finished::Last { accepted }) = finished {
             let status = if accepted {
                 Status::FcmAccepted
