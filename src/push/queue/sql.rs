@@ -160,3 +160,104 @@ fn keys(entry: &Entry) -> (String, String, Arc<str>) {
         entry.claim.clone(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notification::NotifyRequest;
+
+    async fn queue() -> (SqlQueue, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display());
+        (SqlQueue::new(Store::connect(&url).await.unwrap()), dir)
+    }
+
+    fn device(id: &str) -> Device {
+        Device {
+            device_id: id.into(),
+            user_id: "u".into(),
+            platform: Platform::Android,
+            token: format!("tok-{id}"),
+            updated_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_claim_whose_lease_ran_out_is_taken_over_and_the_first_claimer_cannot_settle_it() {
+        let (q, _dir) = queue().await;
+        let req: NotifyRequest =
+            serde_json::from_str(r#"{"user_id":"u","data":{"k":"v"}}"#).unwrap();
+        let n = Arc::new(req.accept().unwrap());
+        let devices = [device("a"), device("b")];
+        let now = unix_millis();
+        let stored = q
+            .put(NewSends {
+                notification: &n,
+                devices: &devices,
+                claim: Some("first"),
+                due_ms: now + 60_000,
+                deadline_ms: now + 600_000,
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored, ["a", "b"]);
+        // Held by "first" until its lease ends: nothing to claim.
+        assert!(q
+            .claim("second".into(), 10, now + 60_000)
+            .await
+            .unwrap()
+            .is_empty());
+        // Stored again (a second hand-over): nothing new.
+        let again = q
+            .put(NewSends {
+                notification: &n,
+                devices: &devices,
+                claim: None,
+                due_ms: now,
+                deadline_ms: now + 600_000,
+            })
+            .await
+            .unwrap();
+        assert!(again.is_empty());
+
+        // The lease ends (as if "first" died): "second" takes both over.
+        q.store.queue_recover(ms(now)).await.unwrap();
+        let taken = q.claim("second".into(), 10, now + 60_000).await.unwrap();
+        assert_eq!(taken.len(), 2);
+        assert_eq!(taken[0].notification.id, n.id);
+        let stale = Entry {
+            claim: "first".into(),
+            ..clone_entry(&taken[0])
+        };
+        assert_eq!(q.finish(&stale, true).await.unwrap(), Finished::Lost);
+
+        assert!(q.retry(&taken[0], now, "unavailable").await.unwrap());
+        assert_eq!(
+            q.progress(&n.id).await.unwrap().map(|p| p.attempts),
+            Some(1)
+        );
+        assert_eq!(q.finish(&taken[1], true).await.unwrap(), Finished::Done);
+        let retried = q.claim("third".into(), 10, now + 60_000).await.unwrap();
+        assert_eq!(retried.len(), 1);
+        assert_eq!(retried[0].attempts, 1);
+        assert_eq!(retried[0].last_error.as_deref(), Some("unavailable"));
+        assert_eq!(
+            q.finish(&retried[0], false).await.unwrap(),
+            Finished::Last { accepted: true }
+        );
+        assert_eq!(q.stats().await.unwrap().depth, 0);
+        assert_eq!(q.progress(&n.id).await.unwrap(), None);
+    }
+
+    fn clone_entry(e: &Entry) -> Entry {
+        Entry {
+            notification: e.notification.clone(),
+            device: e.device.clone(),
+            attempts: e.attempts,
+            created_ms: e.created_ms,
+            deadline_ms: e.deadline_ms,
+            last_error: e.last_error.clone(),
+            claim: e.claim.clone(),
+        }
+    }
+}
