@@ -55,6 +55,8 @@ PIDS+=("$!")
 SB_PID=$!
 wait_http "$SB/healthz"
 
+redis_used() { redis-cli -h 127.0.0.1 -p 6379 info memory | awk -F: '/^used_memory:/ {print $2+0}'; }
+[ "$BROKER" = redis ] && redis_before=$(redis_used)
 curl -fsS -X POST "$MOCK/_mock/faults" -H 'content-type: application/json' \
     -d '{"status": 503, "count": 4000000000}'
 log "outage: publishing $SENDS notifications to $SENDS offline users at $RATE/s"
@@ -64,6 +66,12 @@ log "outage: publishing $SENDS notifications to $SENDS offline users at $RATE/s"
 sleep 2
 depth=$(metric switchboard_push_queue_depth)
 log "queued: $depth sends (oldest $(metric switchboard_push_queue_oldest_seconds) s); mock accepted $(mock_accepted)"
+if [ "$BROKER" = redis ]; then
+    log "queue cost: $(( ($(redis_used) - redis_before) / depth )) bytes of Redis memory per queued send"
+else
+    sqlite3 "$RUN/sb.db" 'PRAGMA wal_checkpoint(TRUNCATE);' >/dev/null 2>&1 || true
+    log "queue cost: $(( $(stat -c %s "$RUN/sb.db") / depth )) bytes of SQLite file per queued send (devices table included)"
+fi
 curl -fsS -X DELETE "$MOCK/_mock/faults"
 start=$(date +%s.%N)
 while :; do

@@ -9,7 +9,7 @@ mod devices;
 mod push_queue;
 
 pub use devices::{Device, Platform};
-pub use push_queue::{Finished, NewRow, QueueRow};
+pub use push_queue::{Applied, Change, Finished, NewRow, QueueRow};
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -27,6 +27,35 @@ pub struct NewRow<'a> {
     pub platform: &'a str,
 }
 
+/// A change to one send held by `claim`.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Removed, and counted in its notification's batch.
+    Finish {
+        id: String,
+        device_id: String,
+        claim: String,
+        accepted: bool,
+    },
+    /// Given back to the queue, due at `due_at`.
+    Retry {
+        id: String,
+        device_id: String,
+        claim: String,
+        due_at: i64,
+        attempts: i64,
+        error: String,
+    },
+}
+
+/// What a [`Change`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Finished(Finished),
+    /// False: another claim holds it now.
+    Retried(bool),
+}
+
 /// How ending one send went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finished {
@@ -171,67 +200,61 @@ impl Store {
         Ok(out)
     }
 
-    /// Ends one send held by `claim`: removed, and counted in its notification's batch.
-    pub async fn queue_finish(
-        &self,
-        id: &str,
-        device_id: &str,
-        claim: &str,
-        accepted: bool,
-    ) -> Result<Finished, StoreError> {
-        let finished = on_pool!(self, pool => {
+    /// Ends or gives back sends, all in one transaction (a commit per send would bound the
+    /// rate at which a backlog drains); one answer per change, in order.
+    pub async fn queue_apply(&self, changes: &[Change]) -> Result<Vec<Applied>, StoreError> {
+        let applied = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let removed = sqlx::query(DELETE)
-                .bind(id)
-                .bind(device_id)
-                .bind(claim)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if removed == 0 {
-                return Ok(Finished::Lost);
-            }
-            let left: Option<(i64, i64)> = sqlx::query_as(COUNT_DOWN)
-                .bind(id)
-                .bind(i64::from(accepted))
-                .fetch_optional(&mut *tx)
-                .await?;
-            let finished = match left {
-                Some((remaining, _)) if remaining > 0 => Finished::Done,
-                Some((_, n)) => Finished::Last { accepted: n > 0 },
-                None => Finished::Last { accepted },
-            };
-            if matches!(finished, Finished::Last { .. }) {
-                sqlx::query(DELETE_BATCH).bind(id).execute(&mut *tx).await?;
+            let mut out = Vec::with_capacity(changes.len());
+            for c in changes {
+                let applied = match c {
+                    Change::Finish { id, device_id, claim, accepted } => {
+                        let removed = sqlx::query(DELETE)
+                            .bind(id)
+                            .bind(device_id)
+                            .bind(claim)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        if removed == 0 {
+                            Applied::Finished(Finished::Lost)
+                        } else {
+                            let left: Option<(i64, i64)> = sqlx::query_as(COUNT_DOWN)
+                                .bind(id)
+                                .bind(i64::from(*accepted))
+                                .fetch_optional(&mut *tx)
+                                .await?;
+                            let finished = match left {
+                                Some((remaining, _)) if remaining > 0 => Finished::Done,
+                                Some((_, n)) => Finished::Last { accepted: n > 0 },
+                                None => Finished::Last { accepted: *accepted },
+                            };
+                            if matches!(finished, Finished::Last { .. }) {
+                                sqlx::query(DELETE_BATCH).bind(id).execute(&mut *tx).await?;
+                            }
+                            Applied::Finished(finished)
+                        }
+                    }
+                    Change::Retry { id, device_id, claim, due_at, attempts, error } => {
+                        let n = sqlx::query(RETRY)
+                            .bind(id)
+                            .bind(device_id)
+                            .bind(claim)
+                            .bind(due_at)
+                            .bind(attempts)
+                            .bind(error)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        Applied::Retried(n > 0)
+                    }
+                };
+                out.push(applied);
             }
             tx.commit().await?;
-            finished
+            out
         });
-        Ok(finished)
-    }
-
-    /// Gives a send held by `claim` back to the queue, due at `due_at`; false if another
-    /// claim holds it now.
-    pub async fn queue_retry(
-        &self,
-        id: &str,
-        device_id: &str,
-        claim: &str,
-        due_at: i64,
-        attempts: i64,
-        error: &str,
-    ) -> Result<bool, StoreError> {
-        let n = on_pool!(self, pool => sqlx::query(RETRY)
-            .bind(id)
-            .bind(device_id)
-            .bind(claim)
-            .bind(due_at)
-            .bind(attempts)
-            .bind(error)
-            .execute(pool)
-            .await?
-            .rows_affected());
-        Ok(n > 0)
+        Ok(applied)
     }
 
     /// Sends in the queue, and the creation time of the oldest.

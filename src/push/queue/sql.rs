@@ -4,22 +4,66 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::FutureExt;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{
     progress_of, Entry, Finished, NewSends, Progress, PushQueue, QueueError, QueueFuture,
     QueueStats,
 };
 use crate::notification::Notification;
-use crate::store::{Device, NewRow, Platform, QueueRow, Store};
+use crate::store::{Applied, Change, Device, NewRow, Platform, QueueRow, Store};
 use crate::time::unix_millis;
+
+/// Most changes one transaction applies.
+const WRITE_BATCH: usize = 512;
 
 pub struct SqlQueue {
     store: Store,
+    /// Ends and retries go through one writer that commits them in batches.
+    writes: mpsc::UnboundedSender<(Change, oneshot::Sender<Result<Applied, QueueError>>)>,
 }
 
 impl SqlQueue {
     pub fn new(store: Store) -> SqlQueue {
-        SqlQueue { store }
+        let (writes, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_batches(store.clone(), rx));
+        SqlQueue { store, writes }
+    }
+
+    fn apply(&self, change: Change) -> QueueFuture<Applied> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.writes.send((change, tx));
+        async move {
+            sent.map_err(|_| QueueError("push queue writer stopped".into()))?;
+            rx.await
+                .map_err(|_| QueueError("push queue writer stopped".into()))?
+        }
+        .boxed()
+    }
+}
+
+/// Applies the changes waiting, up to [`WRITE_BATCH`] per transaction: under load one commit
+/// serves many sends; alone, a change is applied at once.
+async fn write_batches(
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<(Change, oneshot::Sender<Result<Applied, QueueError>>)>,
+) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        let (changes, replies): (Vec<Change>, Vec<_>) = batch.drain(..).unzip();
+        match store.queue_apply(&changes).await {
+            Ok(applied) => {
+                for (reply, a) in replies.into_iter().zip(applied) {
+                    let _ = reply.send(Ok(a));
+                }
+            }
+            Err(e) => {
+                let e = failed(e);
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
     }
 }
 
@@ -98,27 +142,37 @@ impl PushQueue for SqlQueue {
     }
 
     fn finish(&self, entry: &Entry, accepted: bool) -> QueueFuture<Finished> {
-        let store = self.store.clone();
-        let (id, device, claim) = keys(entry);
+        let (id, device_id, claim) = keys(entry);
+        let applied = self.apply(Change::Finish {
+            id,
+            device_id,
+            claim: claim.to_string(),
+            accepted,
+        });
         async move {
-            store
-                .queue_finish(&id, &device, &claim, accepted)
-                .await
-                .map_err(failed)
+            match applied.await? {
+                Applied::Finished(f) => Ok(f),
+                Applied::Retried(_) => Err(QueueError("unexpected answer".into())),
+            }
         }
         .boxed()
     }
 
     fn retry(&self, entry: &Entry, due_ms: u64, error: &str) -> QueueFuture<bool> {
-        let store = self.store.clone();
-        let (id, device, claim) = keys(entry);
-        let attempts = i64::from(entry.attempts) + 1;
-        let error = error.to_string();
+        let (id, device_id, claim) = keys(entry);
+        let applied = self.apply(Change::Retry {
+            id,
+            device_id,
+            claim: claim.to_string(),
+            due_at: ms(due_ms),
+            attempts: i64::from(entry.attempts) + 1,
+            error: error.to_string(),
+        });
         async move {
-            store
-                .queue_retry(&id, &device, &claim, ms(due_ms), attempts, &error)
-                .await
-                .map_err(failed)
+            match applied.await? {
+                Applied::Retried(r) => Ok(r),
+                Applied::Finished(_) => Err(QueueError("unexpected answer".into())),
+            }
         }
         .boxed()
     }
