@@ -49,7 +49,6 @@ fi
     SWITCHBOARD__STORE__URL="sqlite://$RUN/sb.db?mode=rwc" \
     SWITCHBOARD__LIMITS__PRODUCER_RATE_PER_SEC=0 \
     SWITCHBOARD__FCM__SERVICE_ACCOUNT="$RUN/key.json" SWITCHBOARD__FCM__ENDPOINT="$MOCK" \
-    SWITCHBOARD__FCM__BACKOFF_MAX_MS=2000 \
     "${extra[@]}" "$BIN/switchboard" serve) >"$RUN/sb.log" 2>&1 &
 PIDS+=("$!")
 SB_PID=$!

@@ -6,6 +6,7 @@ CREATE TABLE push_queue (
     user_id         TEXT    NOT NULL,
     fcm_token       TEXT    NOT NULL,
     platform        TEXT    NOT NULL,
+    payload         TEXT    NOT NULL, -- the notification's JSON
     attempts        BIGINT  NOT NULL,
     due_at          BIGINT  NOT NULL, -- unix ms
     created_at      BIGINT  NOT NULL, -- unix ms
@@ -16,11 +17,10 @@ CREATE TABLE push_queue (
 );
 CREATE INDEX push_queue_due ON push_queue (due_at);
 CREATE INDEX push_queue_created ON push_queue (created_at);
--- One row per notification with sends in the queue: its payload, how many sends are left, and
--- how many were accepted (the notification's final status when the last one ends).
+-- One row per notification with sends in the queue: how many sends are left, and how many were
+-- accepted (the notification's final status when the last one ends).
 CREATE TABLE push_batches (
     notification_id TEXT   PRIMARY KEY,
-    payload         TEXT   NOT NULL,
     remaining       BIGINT NOT NULL,
     accepted        BIGINT NOT NULL
 );

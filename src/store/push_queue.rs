@@ -68,19 +68,17 @@ pub enum Finished {
 }
 
 const INSERT: &str = "INSERT INTO push_queue (notification_id, device_id, user_id, fcm_token, \
-     platform, attempts, due_at, created_at, deadline_at, last_error, claim) \
-     VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, NULL, $9) \
+     platform, attempts, due_at, created_at, deadline_at, last_error, claim, payload) \
+     VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, NULL, $9, $10) \
      ON CONFLICT (notification_id, device_id) DO NOTHING";
-const INSERT_BATCH: &str =
-    "INSERT INTO push_batches (notification_id, payload, remaining, accepted) \
-     VALUES ($1, $2, $3, 0) ON CONFLICT (notification_id) \
+const INSERT_BATCH: &str = "INSERT INTO push_batches (notification_id, remaining, accepted) \
+     VALUES ($1, $2, 0) ON CONFLICT (notification_id) \
      DO UPDATE SET remaining = push_batches.remaining + excluded.remaining";
 const CLAIM: &str = "UPDATE push_queue SET claim = $1, due_at = $2 \
      WHERE (notification_id, device_id) IN (SELECT notification_id, device_id FROM push_queue \
      WHERE due_at <= $3 ORDER BY due_at LIMIT $4) \
      RETURNING notification_id, device_id, user_id, fcm_token, platform, attempts, created_at, \
-     deadline_at, last_error";
-const PAYLOAD: &str = "SELECT payload FROM push_batches WHERE notification_id = $1";
+     deadline_at, last_error, payload";
 const DELETE: &str =
     "DELETE FROM push_queue WHERE notification_id = $1 AND device_id = $2 AND claim = $3";
 const COUNT_DOWN: &str = "UPDATE push_batches SET remaining = remaining - 1, \
@@ -121,6 +119,7 @@ impl Store {
                     .bind(created_at)
                     .bind(deadline_at)
                     .bind(claim)
+                    .bind(payload)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
@@ -131,7 +130,6 @@ impl Store {
             if !stored.is_empty() {
                 sqlx::query(INSERT_BATCH)
                     .bind(id)
-                    .bind(payload)
                     .bind(stored.len() as i64)
                     .execute(&mut *tx)
                     .await?;
@@ -150,54 +148,14 @@ impl Store {
         lease_end: i64,
         limit: usize,
     ) -> Result<Vec<QueueRow>, StoreError> {
-        #[derive(sqlx::FromRow)]
-        struct Claimed {
-            notification_id: String,
-            device_id: String,
-            user_id: String,
-            fcm_token: String,
-            platform: String,
-            attempts: i64,
-            created_at: i64,
-            deadline_at: i64,
-            last_error: Option<String>,
-        }
-        let rows: Vec<Claimed> = on_pool!(self, pool => sqlx::query_as(CLAIM)
+        let rows: Vec<QueueRow> = on_pool!(self, pool => sqlx::query_as(CLAIM)
             .bind(claim)
             .bind(lease_end)
             .bind(now)
             .bind(limit as i64)
             .fetch_all(pool)
             .await?);
-        let mut out = Vec::with_capacity(rows.len());
-        let mut payloads: std::collections::HashMap<String, String> = Default::default();
-        for r in rows {
-            let payload = match payloads.get(&r.notification_id) {
-                Some(p) => p.clone(),
-                None => {
-                    let p: Option<(String,)> = on_pool!(self, pool => sqlx::query_as(PAYLOAD)
-                        .bind(&r.notification_id)
-                        .fetch_optional(pool)
-                        .await?);
-                    let p = p.map(|p| p.0).unwrap_or_default();
-                    payloads.insert(r.notification_id.clone(), p.clone());
-                    p
-                }
-            };
-            out.push(QueueRow {
-                notification_id: r.notification_id,
-                device_id: r.device_id,
-                user_id: r.user_id,
-                fcm_token: r.fcm_token,
-                platform: r.platform,
-                attempts: r.attempts,
-                created_at: r.created_at,
-                deadline_at: r.deadline_at,
-                last_error: r.last_error,
-                payload,
-            });
-        }
-        Ok(out)
+        Ok(rows)
     }
 
     /// Ends or gives back sends, all in one transaction (a commit per send would bound the
