@@ -319,8 +319,18 @@ impl Core {
                 self.refresh_stats().await;
                 last_stats = Some(Instant::now());
             }
-            let free = self.slots.available_permits().min(CLAIM_BATCH);
             busy = false;
+            if self.slots.available_permits() == 0 {
+                // Every slot is taken: claim again once a quarter of them is free (or after
+                // the sleep above), not a sweep period later.
+                let quarter = (self.max_in_flight / 4).max(1);
+                tokio::select! {
+                    _ = drain.cancelled() => break,
+                    freed = self.slots.acquire_many(quarter) => drop(freed),
+                    _ = tokio::time::sleep(SWEEP_EVERY) => {}
+                }
+            }
+            let free = self.slots.available_permits().min(CLAIM_BATCH);
             if free == 0 {
                 continue;
             }
