@@ -30,6 +30,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub devices: DevicesConfig,
     pub fcm: FcmConfig,
+    pub push: PushConfig,
     pub limits: LimitsConfig,
 }
 
@@ -127,6 +128,19 @@ pub struct FcmConfig {
     pub backoff_max_ms: u64,
     pub request_timeout_secs: u64,
     pub queue_capacity: usize,
+}
+
+/// The durable push queue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushConfig {
+    /// Most sends queued (all nodes together in multi-node mode); past it a notify that needs
+    /// the queue answers 503.
+    pub queue_max: u64,
+    /// The longest a send is retried, when the notification's `ttl_secs` is not shorter.
+    pub max_retry_secs: u64,
+    /// How long a node holds a send it claimed before another may take it over.
+    pub lease_secs: u64,
 }
 
 /// Rate limits; a rate of 0 turns that limit off.
@@ -410,11 +424,20 @@ impl Config {
                     .into(),
             );
         }
-        if fcm.max_in_flight == 0 || fcm.max_attempts == 0 || fcm.queue_capacity == 0 {
-            errors.push(
-                "fcm.max_in_flight, fcm.max_attempts and fcm.queue_capacity must be at least 1"
-                    .into(),
-            );
+        if fcm.max_in_flight == 0 || fcm.queue_capacity == 0 {
+            errors.push("fcm.max_in_flight and fcm.queue_capacity must be at least 1".into());
+        }
+        let push = &self.push;
+        if push.queue_max == 0 || push.max_retry_secs == 0 {
+            errors.push("push.queue_max and push.max_retry_secs must be at least 1".into());
+        }
+        if push.lease_secs <= fcm.request_timeout_secs {
+            // A lease that ends while its send may still be answered lets another node send it
+            // too.
+            errors.push(format!(
+                "push.lease_secs ({}) must be longer than fcm.request_timeout_secs ({})",
+                push.lease_secs, fcm.request_timeout_secs
+            ));
         }
         if self.fcm_enabled() {
             let path = fcm.service_account.trim();

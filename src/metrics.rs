@@ -188,9 +188,11 @@ pub struct Metrics {
     pub fcm_failed: Counter,
     pub fcm_tokens_pruned: Counter,
     pub fcm_queue_depth: Gauge,
-    /// Pushes waiting to be sent (today: for an FCM slot), and how long the oldest has waited.
     pub push_queue_depth: Gauge,
     pub push_queue_oldest_seconds: Gauge<f64, AtomicU64>,
+    /// `reason`: `push::RetryReason`, counted by the push sender.
+    pub push_retries: LabelFamily,
+    pub push_abandoned: Counter,
     /// Device deliveries made over a stream that a push-everything design would have sent
     /// through FCM (docs/API.md defines it).
     pub fcm_sends_avoided: Counter,
@@ -295,14 +297,26 @@ impl Metrics {
         let push_queue_depth = Gauge::default();
         r.register(
             "switchboard_push_queue_depth",
-            "Push sends waiting to be sent",
+            "Sends in the durable push queue (all nodes together in multi-node mode)",
             push_queue_depth.clone(),
         );
         let push_queue_oldest_seconds = Gauge::<f64, AtomicU64>::default();
         r.register(
             "switchboard_push_queue_oldest_seconds",
-            "How long the oldest waiting push send has waited (0 when none waits)",
+            "Age of the oldest send in the durable push queue (0 when it is empty)",
             push_queue_oldest_seconds.clone(),
+        );
+        let push_retries = LabelFamily::register(
+            &mut r,
+            "switchboard_push_retries",
+            "Push sends given back to the queue for a later attempt, by the provider's answer",
+            "reason",
+        );
+        let push_abandoned = Counter::default();
+        r.register(
+            "switchboard_push_abandoned",
+            "Push sends given up at their deadline (ttl_secs or push.max_retry_secs) or attempt cap",
+            push_abandoned.clone(),
         );
         let fcm_sends_avoided = Counter::default();
         r.register(
@@ -462,6 +476,8 @@ impl Metrics {
             push_queue_depth,
             push_queue_oldest_seconds,
             fcm_sends_avoided,
+            push_retries,
+            push_abandoned,
             fallbacks,
             broadcasts,
             broadcast_deliveries,

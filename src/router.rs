@@ -13,7 +13,8 @@ use crate::backend::{AckResult, BackendError, Broker, Owner, Route, SharedLedger
 use crate::ids::{NotificationId, UserId};
 use crate::metrics::{Counters, Label, Metrics};
 use crate::notification::{SharedBroadcast, SharedNotification};
-use crate::push::{Batch, Job, Overloaded, Sender};
+use crate::push::queue::{Progress, QueueError};
+use crate::push::{Overloaded, Sender, SubmitError};
 use crate::store::{Store, StoreError};
 use crate::streams::{Fallback, FallbackReason};
 
@@ -25,6 +26,17 @@ pub enum RouteError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Overloaded(#[from] Overloaded),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+impl From<SubmitError> for RouteError {
+    fn from(e: SubmitError) -> RouteError {
+        match e {
+            SubmitError::Overloaded(o) => RouteError::Overloaded(o),
+            SubmitError::Queue(q) => RouteError::Queue(q),
+        }
+    }
 }
 
 pub struct NotificationRouter {
@@ -58,6 +70,11 @@ impl NotificationRouter {
 
     pub fn ledger(&self) -> &SharedLedger {
         &self.ledger
+    }
+
+    /// What the durable push queue holds of notification `id`'s sends.
+    pub async fn push_progress(&self, id: &NotificationId) -> Result<Option<Progress>, QueueError> {
+        self.push.progress(id).await
     }
 
     /// The user confirms receipt of notification `id` (counted by what the ledger found).
@@ -132,16 +149,26 @@ impl NotificationRouter {
     }
 
     /// Sends to every registered device of a user who is not reached over a stream, for a
-    /// notification whose token the caller owns. `refuse_when_full` is for the producer's own
-    /// request (answer 503, nothing sent); an already accepted notification waits for room
-    /// instead. With no device, the notification is settled as `expired`.
+    /// notification whose token the caller owns: its sends are stored in the durable push
+    /// queue. `refuse_when_full` is for the producer's own request (answer 503, nothing sent,
+    /// when the queue is over `push.queue_max`); an already accepted notification is stored
+    /// whatever the queue's depth. With no device, the notification is settled as `expired`.
     async fn offline(
         &self,
         n: &SharedNotification,
         refuse_when_full: bool,
     ) -> Result<Route, RouteError> {
         let devices = if self.push.enabled() {
-            self.store.devices_for_user(&n.user_id).await?
+            match self.store.devices_for_user(&n.user_id).await {
+                Ok(devices) => devices,
+                // Accepted already: the queue reads them again later.
+                Err(e) if !refuse_when_full => {
+                    tracing::warn!(notification_id = %n.id, error = %e, "cannot read the user's devices: queued for a later lookup");
+                    self.push.submit_lookup(n).await?;
+                    return Ok(Route::Fcm);
+                }
+                Err(e) => return Err(e.into()),
+            }
         } else {
             Vec::new()
         };
@@ -150,21 +177,11 @@ impl NotificationRouter {
             self.ledger.release(&n.id);
             return Ok(Route::None);
         }
-        let batch = Batch::new(devices.len());
-        let jobs = devices
-            .into_iter()
-            .map(|device| Job {
-                notification: n.clone(),
-                device,
-                batch: batch.clone(),
-            })
-            .collect();
-        if refuse_when_full {
-            self.push.try_enqueue(jobs).inspect_err(|_| {
+        if let Err(e) = self.push.submit(n, devices, refuse_when_full).await {
+            if matches!(e, SubmitError::Overloaded(_)) {
                 self.metrics.overloaded.inc();
-            })?;
-        } else {
-            self.push.enqueue(jobs).await;
+            }
+            return Err(e.into());
         }
         Ok(Route::Fcm)
     }

@@ -1,7 +1,9 @@
 //! Soak: users with `ack=true` streams, thousands of notifications, a third of the clients
-//! dropping and reconnecting with Last-Event-ID while it runs, and (multi-node) one node
+//! dropping and reconnecting with Last-Event-ID while it runs, fcm-mock failing 20 % of sends
+//! with 503 and failing all of them for 30 s from half-way, and (multi-node) one node
 //! SIGKILLed half-way. At the end every notification is `acked` or `fcm_accepted`, none is
-//! missing, and none went through both channels except where an ack raced the ack timeout.
+//! missing, none was sent to FCM twice, and none went through both channels except where an
+//! ack raced the ack timeout.
 //!
 //! Size: SOAK_USERS (default 1000) and SOAK_NOTIFICATIONS (default 20000).
 
@@ -21,6 +23,36 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 const ACK_TIMEOUT_MS: u64 = 3000;
+/// The full FCM outage that starts half-way through publishing.
+const OUTAGE: Duration = Duration::from_secs(30);
+
+/// Sends retried until they get through (the outage is far shorter than the deadline), at
+/// least every second; a lease that ends soon after a killed node's sends.
+const PUSH_ENV: [(&str, &str); 4] = [
+    ("SWITCHBOARD__FCM__MAX_ATTEMPTS", "0"),
+    ("SWITCHBOARD__FCM__BACKOFF_MAX_MS", "1000"),
+    ("SWITCHBOARD__FCM__REQUEST_TIMEOUT_SECS", "2"),
+    ("SWITCHBOARD__PUSH__LEASE_SECS", "5"),
+];
+
+/// fcm-mock's faults: 503 on 20 % of sends, or (`outage`) on all of them.
+async fn fcm_faults(mock_url: &str, outage: bool) {
+    let http = reqwest::Client::new();
+    let r = http
+        .delete(format!("{mock_url}/_mock/faults"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let ratio = if outage { 1.0 } else { 0.2 };
+    let r = http
+        .post(format!("{mock_url}/_mock/faults"))
+        .json(&json!({"status": 503, "count": 1_000_000_000u32, "ratio": ratio}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+}
 
 /// The soaks load the machine: one at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -233,6 +265,18 @@ async fn soak(nodes: &mut [TestApp], mock: &Mock, kill: Option<usize>) -> Report
     let sent = Arc::new(AtomicUsize::new(0));
     let kill_at = total / 2;
     let nodes_ref = &*nodes;
+    fcm_faults(&mock.url, false).await;
+    let outage = tokio::spawn({
+        let (sent, url) = (sent.clone(), mock.url.clone());
+        async move {
+            while sent.load(Ordering::Relaxed) < total / 2 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            fcm_faults(&url, true).await;
+            tokio::time::sleep(OUTAGE).await;
+            fcm_faults(&url, false).await;
+        }
+    });
     futures::stream::iter(0..total)
         .for_each_concurrent(16, |k| {
             let (http, node_set, accepted, names, sent) = (
@@ -266,10 +310,9 @@ async fn soak(nodes: &mut [TestApp], mock: &Mock, kill: Option<usize>) -> Report
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
+                let sent_now = sent.fetch_add(1, Ordering::Relaxed) + 1;
                 if let Some(victim) = kill {
-                    if sent.fetch_add(1, Ordering::Relaxed) + 1 == kill_at
-                        && !killed.swap(true, Ordering::Relaxed)
-                    {
+                    if sent_now == kill_at && !killed.swap(true, Ordering::Relaxed) {
                         node_set.alive[victim].store(false, Ordering::Relaxed);
                         let pid = nodes_ref[victim].pid();
                         let _ = std::process::Command::new("kill")
@@ -281,9 +324,11 @@ async fn soak(nodes: &mut [TestApp], mock: &Mock, kill: Option<usize>) -> Report
         })
         .await;
 
-    // Settle: every notification reaches a final status within the ack timeout (plus FCM).
+    // Settle: every notification reaches a final status within the ack timeout (plus FCM,
+    // after its outage).
     let ids: Vec<(String, String)> = accepted.lock().clone();
     assert_eq!(ids.len(), total);
+    outage.await.unwrap();
     let observer = &nodes[0];
     let deadline = Instant::now() + Duration::from_millis(ACK_TIMEOUT_MS) + Duration::from_secs(30);
     let mut statuses: HashMap<String, String> = HashMap::new();
@@ -402,15 +447,14 @@ fn check(report: &Report, label: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_single_node() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let mut app = TestApp::spawn_with(
-        Options::with_fcm()
-            .env(
-                "SWITCHBOARD__DELIVERY__ACK_TIMEOUT_MS",
-                &ACK_TIMEOUT_MS.to_string(),
-            )
-            .env("RUST_LOG", "info"),
-    )
-    .await;
+    let opts = Options::with_fcm()
+        .env(
+            "SWITCHBOARD__DELIVERY__ACK_TIMEOUT_MS",
+            &ACK_TIMEOUT_MS.to_string(),
+        )
+        .env("RUST_LOG", "info");
+    let opts = PUSH_ENV.iter().fold(opts, |o, (k, v)| o.env(k, v));
+    let mut app = TestApp::spawn_with(opts).await;
     let mock = app.mock.take().unwrap();
     let report = soak(std::slice::from_mut(&mut app), &mock, None).await;
     check(&report, "one node, memory broker");
@@ -428,6 +472,10 @@ async fn soak_three_nodes_on_redis_with_one_killed() {
                 &ACK_TIMEOUT_MS.to_string(),
             ),
             ("RUST_LOG", "info"),
+            PUSH_ENV[0],
+            PUSH_ENV[1],
+            PUSH_ENV[2],
+            PUSH_ENV[3],
         ],
     )
     .await;

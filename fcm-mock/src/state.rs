@@ -51,6 +51,9 @@ pub(crate) struct Fault {
     pub count: u32,
     /// Adds `Retry-After: S`.
     pub retry_after_secs: Option<u64>,
+    /// Each send meets this fault with this probability (default 1); `count` counts the
+    /// sends that did.
+    pub ratio: Option<f64>,
     /// Overrides the `FcmError.errorCode` Google would use for `status`.
     pub error_code: Option<String>,
     /// Overrides the error `message`.
@@ -184,6 +187,12 @@ impl MockState {
     pub(crate) fn take_fault(&self) -> Option<Fault> {
         let mut faults = lock(&self.faults);
         let front = faults.front_mut()?;
+        if let Some(ratio) = front.ratio {
+            use rand::RngExt;
+            if !rand::rng().random_bool(ratio.clamp(0.0, 1.0)) {
+                return None;
+            }
+        }
         front.count -= 1;
         if front.count == 0 {
             faults.pop_front()

@@ -41,8 +41,8 @@ impl Label for Route {
     }
 }
 
-/// A notification's lifecycle (docs/API.md). `pending` and `delivered` can still change; the
-/// others are final.
+/// A notification's lifecycle (docs/API.md). `pending`, `delivered` and `fcm_retrying` (its
+/// push waits in the durable queue for another attempt) can still change; the others are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -52,16 +52,18 @@ pub enum Status {
     FcmAccepted,
     FcmFailed,
     Expired,
+    FcmRetrying,
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 7] = [
         Status::Pending,
         Status::Delivered,
         Status::Acked,
         Status::FcmAccepted,
         Status::FcmFailed,
         Status::Expired,
+        Status::FcmRetrying,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,6 +74,7 @@ impl Status {
             Status::FcmAccepted => "fcm_accepted",
             Status::FcmFailed => "fcm_failed",
             Status::Expired => "expired",
+            Status::FcmRetrying => "fcm_retrying",
         }
     }
 
@@ -83,7 +86,7 @@ impl Status {
     pub fn rank(self) -> u8 {
         match self {
             Status::Pending => 0,
-            Status::Delivered => 1,
+            Status::Delivered | Status::FcmRetrying => 1,
             _ => 2,
         }
     }
@@ -151,6 +154,16 @@ impl Delivery {
         }
     }
 
+    /// A push to `device` waits in the queue for another attempt; `error`: the last answer.
+    pub fn retrying(device: &str, error: &str) -> Delivery {
+        Delivery {
+            channel: DeliveryChannel::Fcm,
+            device: Some(device.to_string()),
+            status: Status::FcmRetrying,
+            error: Some(error.to_string()),
+        }
+    }
+
     /// The stored key, `<channel>:<device>` (`sse:phone`, `fcm:tablet`, `sse:` without a
     /// device): in Redis, a field of the record's hash. Nodes of every version read and write
     /// this form, so it does not change.
@@ -212,6 +225,14 @@ pub struct RecordView {
     pub status: Status,
     pub created_at: u64,
     pub deliveries: Vec<DeliveryView>,
+    /// Push attempts so far, over all of its devices, while some of its sends are in the
+    /// durable push queue; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push_attempts: Option<u32>,
+    /// When the next push attempt is due (unix ms), while one waits in the queue; absent
+    /// otherwise (also while every queued send is under way).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<u64>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -250,6 +271,8 @@ impl RawRecord {
             status: self.status,
             created_at: self.created_at,
             deliveries,
+            push_attempts: None,
+            next_attempt_at: None,
         }
     }
 }

@@ -96,7 +96,21 @@ pub async fn status(
         .await
         .map_err(|e| ledger_unavailable(&state, e))?;
     match record {
-        Some(r) => Ok(Json(r.view())),
+        Some(r) => {
+            let mut view = r.view();
+            if !view.status.is_final() {
+                let progress = state
+                    .router
+                    .push_progress(&id)
+                    .await
+                    .map_err(|e| ledger_unavailable(&state, e))?;
+                if let Some(p) = progress {
+                    view.push_attempts = Some(p.attempts);
+                    view.next_attempt_at = p.next_attempt_at;
+                }
+            }
+            Ok(Json(view))
+        }
         None => Err(ApiError::not_found(
             "no such notification (unknown, or past delivery.record_retention_secs)",
         )),

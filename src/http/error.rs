@@ -195,9 +195,10 @@ impl From<RouteError> for ApiError {
             RouteError::Store(s) => ApiError::internal(s),
             RouteError::Overloaded(_) => ApiError::unavailable(
                 "overloaded",
-                "too many FCM sends are waiting; retry shortly",
+                "too many push sends are waiting; retry shortly",
                 1,
             ),
+            RouteError::Queue(q) => ApiError::broker_unavailable("queueing a push send", q),
         }
     }
 }

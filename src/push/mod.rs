@@ -1,17 +1,17 @@
 //! How notifications reach devices that hold no stream. A [`Provider`] sends one message to one
-//! device token, once, and says how that went ([`Outcome`]); the [`Sender`] queues the sends,
-//! bounds those in flight, retries what the provider says to retry, and records each outcome
-//! (the delivery record, the pruning of dead tokens).
+//! device token, once, and says how that went ([`Outcome`]); the [`Sender`] keeps every send in
+//! the durable [`queue`] until it is settled, bounds those in flight, retries what the provider
+//! says to retry, and records each outcome (the delivery record, the pruning of dead tokens).
 //!
 //! Providers: [`fcm`] (Firebase Cloud Messaging HTTP v1). A new one (APNs, Web Push) lives in
 //! `push/<provider>/`: it implements `Provider`, and [`start`] builds it from its config.
 
 pub mod fcm;
+pub mod queue;
 mod retry;
 mod sender;
-mod waiting;
 
-pub use sender::{Batch, Job, Overloaded, Sender, SenderConfig};
+pub use sender::{Overloaded, Sender, SenderConfig, SubmitError};
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -80,6 +80,44 @@ pub enum RetryReason {
     Transport,
 }
 
+/// Why a send went back to the queue (`switchboard_push_retries_total{reason}`): the
+/// provider's transient answer, or the user's devices could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryCause {
+    Provider(RetryReason),
+    DeviceRead,
+}
+
+impl crate::metrics::Label for RetryCause {
+    const ALL: &'static [RetryCause] = &[
+        RetryCause::Provider(RetryReason::QuotaExceeded),
+        RetryCause::Provider(RetryReason::Unavailable),
+        RetryCause::Provider(RetryReason::Internal),
+        RetryCause::Provider(RetryReason::Transport),
+        RetryCause::DeviceRead,
+    ];
+
+    fn index(self) -> usize {
+        match self {
+            RetryCause::Provider(reason) => reason as usize,
+            RetryCause::DeviceRead => 4,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            RetryCause::Provider(reason) => reason.as_str(),
+            RetryCause::DeviceRead => "device_read",
+        }
+    }
+}
+
+impl From<RetryReason> for RetryCause {
+    fn from(r: RetryReason) -> RetryCause {
+        RetryCause::Provider(r)
+    }
+}
+
 impl RetryReason {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -120,6 +158,8 @@ impl InvalidReason {
 pub enum SetupError {
     #[error(transparent)]
     Fcm(#[from] FcmSetupError),
+    #[error(transparent)]
+    Queue(#[from] queue::QueueError),
 }
 
 /// The sender for the configured provider, or a disabled one (nothing configured): then an
@@ -136,15 +176,18 @@ pub async fn start(
         );
         // The FCM series are listed (at 0) whether or not FCM is configured.
         let _ = metrics.fcm_results.counters::<fcm::RequestResult>();
-        return Ok(Sender::disabled(metrics));
+        let _ = metrics.push_retries.counters::<RetryCause>();
+        return Ok(Sender::disabled());
     }
     let provider = FcmProvider::new(&config.fcm, metrics.clone()).await?;
     if let Err(e) = provider.check_token().await {
         tracing::warn!(error = %e, "FCM: no OAuth token yet; sends will retry it");
     }
+    let queue = queue::open(config, store.clone()).await?;
     Ok(Sender::start(
         Arc::new(provider),
-        SenderConfig::new(&config.fcm),
+        queue,
+        SenderConfig::new(config),
         store,
         ledger,
         metrics,

@@ -1,79 +1,65 @@
-//! The push path, whatever the provider: a bounded queue of (notification, device) sends, at
-//! most `max_in_flight` of them on the wire at once, each retried as `retry.rs` says and ending
-//! as accepted, failed, or a pruned token.
+//! The push path, whatever the provider. Every send is stored in the durable queue
+//! (`queue.rs`) before the notify answers; then it goes out at once when a send slot is free
+//! (claimed by this node from the start), or waits in the queue for the sweep of some node.
+//! A transient answer gives it back to the queue with its next due time (`retry.rs`); any
+//! other answer, or its deadline, settles it: removed from the queue, recorded, and the
+//! notification's status set when it was its last send.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::retry::{deliver, RetryPolicy};
-use super::waiting::Waiting;
-use super::{Outcome, Provider};
+use super::queue::{Entry, Finished, NewSends, Progress, QueueError, SharedQueue};
+use super::retry::RetryPolicy;
+use super::{Outcome, Provider, RetryCause};
 use crate::backend::{Delivery, SharedLedger, Status};
-use crate::config::FcmConfig;
-use crate::metrics::Metrics;
+use crate::config::Config;
+use crate::metrics::{Counters, Metrics};
 use crate::notification::SharedNotification;
 use crate::store::{Device, Store};
+use crate::time::unix_millis;
 
-/// One notification for one device.
-pub struct Job {
-    pub notification: SharedNotification,
-    pub device: Device,
-    pub batch: Arc<Batch>,
-}
+/// How often a node looks for due sends when nothing wakes it sooner.
+const SWEEP_EVERY: Duration = Duration::from_millis(200);
+/// How often the queue's depth and age are read (for the metrics and `push.queue_max`).
+const STATS_EVERY: Duration = Duration::from_secs(1);
+/// Most sends one sweep claims.
+const CLAIM_BATCH: usize = 512;
 
-/// The sends of one notification to all of its user's devices: when the last ends, the
-/// notification's record gets its final status (`fcm_accepted` if any device accepted it).
-pub struct Batch {
-    remaining: AtomicUsize,
-    accepted: AtomicBool,
-}
-
-impl Batch {
-    pub fn new(devices: usize) -> Arc<Batch> {
-        Arc::new(Batch {
-            remaining: AtomicUsize::new(devices),
-            accepted: AtomicBool::new(false),
-        })
-    }
-
-    /// One send ended; returns the final status when it was the last.
-    fn finish(&self, accepted: bool) -> Option<Status> {
-        if accepted {
-            self.accepted.store(true, Ordering::Release);
-        }
-        (self.remaining.fetch_sub(1, Ordering::AcqRel) == 1).then(|| {
-            if self.accepted.load(Ordering::Acquire) {
-                Status::FcmAccepted
-            } else {
-                Status::FcmFailed
-            }
-        })
-    }
-}
-
-/// The queue is full: the producer should retry later.
+/// The queue is over `push.queue_max`: the producer should retry later.
 #[derive(Debug, thiserror::Error)]
-#[error("the FCM queue is full")]
+#[error("the push queue is full")]
 pub struct Overloaded;
 
-/// The sender's bounds and retry budget (the `fcm.*` keys).
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Overloaded(#[from] Overloaded),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// The sender's bounds and retry budget (`fcm.*` and `push.*`).
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
     pub queue_capacity: usize,
     pub max_in_flight: usize,
     pub retry: RetryPolicy,
+    pub lease: Duration,
+    pub queue_max: u64,
 }
 
 impl SenderConfig {
-    pub fn new(cfg: &FcmConfig) -> SenderConfig {
+    pub fn new(cfg: &Config) -> SenderConfig {
         SenderConfig {
-            queue_capacity: cfg.queue_capacity,
-            max_in_flight: cfg.max_in_flight,
+            queue_capacity: cfg.fcm.queue_capacity,
+            max_in_flight: cfg.fcm.max_in_flight,
             retry: RetryPolicy::new(cfg),
+            lease: Duration::from_secs(cfg.push.lease_secs),
+            queue_max: cfg.push.queue_max,
         }
     }
 }
@@ -81,27 +67,50 @@ impl SenderConfig {
 /// Where the router hands the sends of notifications that no stream takes.
 pub struct Sender {
     /// `None` when no provider is configured: push is off.
-    queue: Option<mpsc::Sender<Job>>,
+    core: Option<Arc<Core>>,
+    /// Sends this node claimed when it stored them, on their way to a slot.
+    fast: Option<mpsc::Sender<Entry>>,
     drain: CancellationToken,
-    drained: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    tasks: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// What every send needs, shared by all of them.
+struct Core {
+    provider: Arc<dyn Provider>,
+    queue: SharedQueue,
+    retry: RetryPolicy,
+    lease_ms: u64,
+    queue_max: u64,
+    store: Store,
+    ledger: SharedLedger,
     metrics: Arc<Metrics>,
-    waiting: Arc<Waiting>,
+    retries: Counters<RetryCause>,
+    slots: Arc<Semaphore>,
+    max_in_flight: u32,
+    /// The depth last read, plus what this node stored since, minus what it settled.
+    depth: AtomicU64,
+    /// Wakes the sweep: sends were stored without a claim.
+    wake: Notify,
+}
+
+fn new_claim() -> Arc<str> {
+    crate::ids::new_id().into()
 }
 
 impl Sender {
-    pub fn disabled(metrics: Arc<Metrics>) -> Sender {
+    pub fn disabled() -> Sender {
         Sender {
-            queue: None,
+            core: None,
+            fast: None,
             drain: CancellationToken::new(),
-            drained: tokio::sync::Mutex::new(None),
-            waiting: Waiting::new(&metrics),
-            metrics,
+            tasks: Default::default(),
         }
     }
 
-    /// Starts the dispatcher that sends through `provider`.
+    /// Starts the dispatcher and the sweep that send through `provider`.
     pub fn start(
         provider: Arc<dyn Provider>,
+        queue: SharedQueue,
         cfg: SenderConfig,
         store: Store,
         ledger: SharedLedger,
@@ -109,262 +118,439 @@ impl Sender {
     ) -> Sender {
         let (tx, rx) = mpsc::channel(cfg.queue_capacity);
         let drain = CancellationToken::new();
-        let waiting = Waiting::start(&metrics);
-        let dispatcher = Dispatcher {
-            waiting: waiting.clone(),
-            send: Arc::new(SendContext {
-                provider,
-                retry: cfg.retry,
-                store,
-                ledger,
-                metrics: metrics.clone(),
-            }),
-            metrics: metrics.clone(),
+        let core = Arc::new(Core {
+            provider,
+            queue,
+            retry: cfg.retry,
+            lease_ms: cfg.lease.as_millis() as u64,
+            queue_max: cfg.queue_max,
+            store,
+            ledger,
+            retries: metrics.push_retries.counters(),
+            metrics,
             slots: Arc::new(Semaphore::new(cfg.max_in_flight)),
             max_in_flight: cfg.max_in_flight as u32,
-        };
-        let handle = tokio::spawn(dispatcher.run(rx, drain.clone()));
+            depth: AtomicU64::new(0),
+            wake: Notify::new(),
+        });
+        let dispatcher = tokio::spawn(core.clone().dispatch(rx, drain.clone()));
+        let sweep = tokio::spawn(core.clone().sweep(drain.clone()));
         Sender {
-            queue: Some(tx),
+            core: Some(core),
+            fast: Some(tx),
             drain,
-            drained: tokio::sync::Mutex::new(Some(handle)),
-            metrics,
-            waiting,
+            tasks: tokio::sync::Mutex::new(vec![dispatcher, sweep]),
         }
     }
 
     pub fn enabled(&self) -> bool {
-        self.queue.is_some()
+        self.core.is_some()
     }
 
-    /// Queues all of `jobs` or none (a notify either fully goes to FCM or is refused).
-    pub fn try_enqueue(&self, jobs: Vec<Job>) -> Result<(), Overloaded> {
-        let Some(queue) = &self.queue else {
+    /// Stores the sends of `n` to `devices` in the durable queue, then starts those that
+    /// find room on this node. `refuse_when_full`: the producer's own request, refused when
+    /// the queue is over `push.queue_max` (nothing is stored then); an already accepted
+    /// notification is always stored.
+    pub async fn submit(
+        &self,
+        n: &SharedNotification,
+        devices: Vec<Device>,
+        refuse_when_full: bool,
+    ) -> Result<(), SubmitError> {
+        let (Some(core), Some(fast)) = (&self.core, &self.fast) else {
             return Ok(());
         };
-        let permits = queue.try_reserve_many(jobs.len()).map_err(|_| Overloaded)?;
-        for (permit, job) in permits.zip(jobs) {
-            self.metrics.fcm_queue_depth.inc();
-            self.waiting.queued();
-            permit.send(job);
+        let count = devices.len() as u64;
+        if refuse_when_full && core.depth.load(Ordering::Relaxed) + count > core.queue_max {
+            return Err(Overloaded.into());
+        }
+        // Room on this node now: store them claimed by it, and send them at once.
+        let permits = fast.try_reserve_many(devices.len()).ok();
+        let claim = permits.as_ref().map(|_| new_claim());
+        let now = unix_millis();
+        let deadline_ms = core.retry.deadline_ms(n);
+        let due_ms = if claim.is_some() {
+            now + core.lease_ms
+        } else {
+            now
+        };
+        let stored = core
+            .queue
+            .put(NewSends {
+                notification: n,
+                devices: &devices,
+                claim: claim.as_deref(),
+                due_ms,
+                deadline_ms,
+            })
+            .await?;
+        core.depth.fetch_add(stored.len() as u64, Ordering::Relaxed);
+        match (permits, claim) {
+            (Some(permits), Some(claim)) => {
+                // Only what this put stored is held by its claim (a send queued before is
+                // someone else's).
+                let mut devices = devices
+                    .into_iter()
+                    .filter(|d| stored.contains(&d.device_id));
+                for permit in permits {
+                    let Some(device) = devices.next() else { break };
+                    core.metrics.fcm_queue_depth.inc();
+                    permit.send(Entry {
+                        notification: n.clone(),
+                        device,
+                        attempts: 0,
+                        created_ms: now,
+                        deadline_ms,
+                        last_error: None,
+                        claim: claim.clone(),
+                    });
+                }
+            }
+            _ => core.wake.notify_one(),
         }
         Ok(())
     }
 
-    /// Queues `jobs`, waiting for room: for notifications already accepted (nothing is lost).
-    pub async fn enqueue(&self, jobs: Vec<Job>) {
-        let Some(queue) = &self.queue else { return };
-        for job in jobs {
-            self.metrics.fcm_queue_depth.inc();
-            self.waiting.queued();
-            if queue.send(job).await.is_err() {
-                self.metrics.fcm_queue_depth.dec();
-                self.waiting.left();
-                tracing::error!("FCM queue closed during shutdown: a send was dropped");
-            }
+    /// Stores a send of `n` whose devices could not be read: when it is due, the devices are
+    /// read again and it becomes one send per device (or the notification `expired`).
+    pub async fn submit_lookup(&self, n: &SharedNotification) -> Result<(), SubmitError> {
+        let Some(core) = &self.core else {
+            return Ok(());
+        };
+        let lookup = Device {
+            device_id: String::new(),
+            user_id: n.user_id.clone(),
+            platform: crate::store::Platform::Android,
+            token: String::new(),
+            updated_at: 0,
+        };
+        let retry_ms = core.retry.delay(1, None).as_millis() as u64;
+        core.queue
+            .put(NewSends {
+                notification: n,
+                devices: std::slice::from_ref(&lookup),
+                claim: None,
+                due_ms: unix_millis() + retry_ms,
+                deadline_ms: core.retry.deadline_ms(n),
+            })
+            .await?;
+        core.retries.inc(RetryCause::DeviceRead);
+        Ok(())
+    }
+
+    /// What the queue holds of notification `id`'s sends.
+    pub async fn progress(&self, id: &str) -> Result<Option<Progress>, QueueError> {
+        match &self.core {
+            Some(core) => core.queue.progress(id).await,
+            None => Ok(None),
         }
     }
 
-    /// Stops taking work, then waits (at most `grace`) for queued and in-flight sends.
+    /// Stops taking work, then waits (at most `grace`) for the sends under way; what is
+    /// still queued stays in the queue for the next run (or another node).
     pub async fn drain(&self, grace: Duration) {
         self.drain.cancel();
-        if let Some(handle) = self.drained.lock().await.take() {
-            if tokio::time::timeout(grace, handle).await.is_err() {
-                tracing::warn!("FCM sends still in flight at the end of the shutdown grace");
-            }
+        let tasks = std::mem::take(&mut *self.tasks.lock().await);
+        if tokio::time::timeout(grace, futures::future::join_all(tasks))
+            .await
+            .is_err()
+        {
+            tracing::warn!("push sends still in flight at the end of the shutdown grace");
         }
     }
 }
 
-struct Dispatcher {
-    waiting: Arc<Waiting>,
-    send: Arc<SendContext>,
-    metrics: Arc<Metrics>,
-    slots: Arc<Semaphore>,
-    max_in_flight: u32,
-}
-
-/// What one send needs, shared by all of them.
-struct SendContext {
-    provider: Arc<dyn Provider>,
-    retry: RetryPolicy,
-    store: Store,
-    ledger: SharedLedger,
-    metrics: Arc<Metrics>,
-}
-
-impl Dispatcher {
-    async fn run(self, mut rx: mpsc::Receiver<Job>, drain: CancellationToken) {
+impl Core {
+    /// Sends what this node claimed when storing it, each in a slot.
+    async fn dispatch(self: Arc<Self>, mut rx: mpsc::Receiver<Entry>, drain: CancellationToken) {
         let mut closing = false;
         loop {
-            let job = tokio::select! {
+            let entry = tokio::select! {
                 biased;
                 _ = drain.cancelled(), if !closing => {
-                    // No new sends; what is queued still goes out.
+                    // Nothing new; what is already handed over still goes out.
                     rx.close();
                     closing = true;
                     continue;
                 }
-                job = rx.recv() => job,
+                entry = rx.recv() => entry,
             };
-            let Some(job) = job else { break };
+            let Some(entry) = entry else { break };
             let Ok(slot) = self.slots.clone().acquire_owned().await else {
                 break;
             };
             self.metrics.fcm_queue_depth.dec();
-            self.waiting.left();
-            let send = self.send.clone();
+            let core = self.clone();
             tokio::spawn(async move {
-                send.send_one(job).await;
+                core.send_one(entry).await;
                 drop(slot);
             });
         }
-        // Every slot back means every in-flight send has finished.
+        // Every slot back means every send under way has finished.
         let _ = self.slots.acquire_many(self.max_in_flight).await;
     }
-}
 
-impl SendContext {
-    async fn send_one(&self, job: Job) {
-        let token = &job.device.token;
-        let outcome = deliver(&*self.provider, &self.retry, &job.notification, token).await;
-        let id = &job.notification.id;
-        let accepted = outcome == Outcome::Accepted;
-        let delivery = Delivery::push(&job.device.device_id, outcome.error());
-        self.ledger.set_delivery(id, delivery);
-        if let Some(status) = job.batch.finish(accepted) {
+    /// Claims the sends that are due (retries, sends stored without room, and those whose
+    /// claimer's lease ran out) as slots free up; refreshes the queue's metrics.
+    async fn sweep(self: Arc<Self>, drain: CancellationToken) {
+        match self.queue.recover().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                sends = n,
+                "push queue: sends left by the previous run are due again"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "push queue: cannot recover the previous run's claims")
+            }
+        }
+        let mut last_stats: Option<Instant> = None;
+        let mut busy = false;
+        loop {
+            if !busy {
+                tokio::select! {
+                    _ = drain.cancelled() => break,
+                    _ = tokio::time::sleep(SWEEP_EVERY) => {}
+                    _ = self.wake.notified() => {}
+                }
+            } else if drain.is_cancelled() {
+                break;
+            }
+            if last_stats.is_none_or(|t| t.elapsed() >= STATS_EVERY) {
+                self.refresh_stats().await;
+                last_stats = Some(Instant::now());
+            }
+            busy = false;
+            if self.slots.available_permits() == 0 {
+                // Every slot is taken: claim again once a quarter of them is free (or after
+                // the sleep above), not a sweep period later.
+                let quarter = (self.max_in_flight / 4).max(1);
+                tokio::select! {
+                    _ = drain.cancelled() => break,
+                    freed = self.slots.acquire_many(quarter) => drop(freed),
+                    _ = tokio::time::sleep(SWEEP_EVERY) => {}
+                }
+            }
+            let free = self.slots.available_permits().min(CLAIM_BATCH);
+            if free == 0 {
+                continue;
+            }
+            let lease_end = unix_millis() + self.lease_ms;
+            let entries = match self.queue.claim(new_claim(), free, lease_end).await {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(error = %e, "push queue: claiming due sends failed");
+                    continue;
+                }
+            };
+            busy = entries.len() == free;
+            for entry in entries {
+                let Ok(slot) = self.slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let core = self.clone();
+                tokio::spawn(async move {
+                    core.send_one(entry).await;
+                    drop(slot);
+                });
+            }
+        }
+    }
+
+    async fn refresh_stats(&self) {
+        match self.queue.stats().await {
+            Ok(stats) => {
+                self.depth.store(stats.depth, Ordering::Relaxed);
+                self.metrics
+                    .push_queue_depth
+                    .set(i64::try_from(stats.depth).unwrap_or(i64::MAX));
+                let age = stats
+                    .oldest_ms
+                    .map_or(0.0, |o| unix_millis().saturating_sub(o) as f64 / 1000.0);
+                self.metrics.push_queue_oldest_seconds.set(age);
+            }
+            Err(e) => tracing::warn!(error = %e, "push queue: cannot read its depth"),
+        }
+    }
+
+    /// One attempt, then the send is settled or given back to the queue.
+    #[tracing::instrument(skip_all, fields(notification_id = %entry.notification.id, user_id = %entry.notification.user_id))]
+    async fn send_one(&self, entry: Entry) {
+        if unix_millis() >= entry.deadline_ms {
+            // Waited past its deadline (a backlog, a node down): FCM would drop it anyway.
+            self.metrics.push_abandoned.inc();
+            let error = entry
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "deadline_passed".to_string());
+            self.settle(&entry, Some(&error)).await;
+            return;
+        }
+        if entry.device.device_id.is_empty() {
+            self.look_up(entry).await;
+            return;
+        }
+        let outcome = self
+            .provider
+            .send(&entry.notification, &entry.device.token)
+            .await;
+        match outcome {
+            Outcome::Accepted => self.settle(&entry, None).await,
+            Outcome::RetryAfter { reason, after } => self.retry_later(&entry, reason, after).await,
+            Outcome::TokenGone { .. } => {
+                self.settle(&entry, outcome.error()).await;
+                self.prune(&entry.device).await;
+            }
+            Outcome::Invalid { reason } => {
+                tracing::warn!(
+                    code = reason.as_str(),
+                    "the push provider refused the message"
+                );
+                self.settle(&entry, outcome.error()).await;
+            }
+            Outcome::AuthFailure => self.settle(&entry, outcome.error()).await,
+        }
+    }
+
+    /// A send stored before its user's devices could be read: one send per device now, or
+    /// the notification `expired` when there is none. Stored before the lookup entry is
+    /// removed, so a crash between the two sends nothing twice unless those sends also ended
+    /// before the lookup's lease did.
+    async fn look_up(&self, entry: Entry) {
+        let n = &entry.notification;
+        let devices = match self.store.devices_for_user(&n.user_id).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "push: the user's devices still cannot be read");
+                self.retry_later(&entry, RetryCause::DeviceRead, None).await;
+                return;
+            }
+        };
+        if !devices.is_empty() {
+            let put = self
+                .queue
+                .put(NewSends {
+                    notification: n,
+                    devices: &devices,
+                    claim: None,
+                    due_ms: unix_millis(),
+                    deadline_ms: entry.deadline_ms,
+                })
+                .await;
+            if let Err(e) = put {
+                // Still claimed: looked up again when the lease ends.
+                tracing::warn!(error = %e, "push queue: cannot store the sends of a lookup");
+                return;
+            }
+            self.depth
+                .fetch_add(devices.len() as u64, Ordering::Relaxed);
+            self.wake.notify_one();
+        }
+        match self.queue.finish(&entry, false).await {
+            Ok(Finished::Last { .. }) => {
+                self.ledger.set_status(&n.id, Status::Expired);
+                self.ledger.release(&n.id);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "push queue: cannot remove a lookup"),
+        }
+    }
+
+    async fn retry_later(
+        &self,
+        entry: &Entry,
+        cause: impl Into<RetryCause>,
+        after: Option<Duration>,
+    ) {
+        let cause = cause.into();
+        let attempts = entry.attempts + 1;
+        let wait = self.retry.delay(attempts, after);
+        let due = unix_millis() + wait.as_millis() as u64;
+        let code = crate::metrics::Label::as_str(cause);
+        if !self.retry.may_retry(attempts) || due > entry.deadline_ms {
+            tracing::warn!(code, attempts, "push send given up at its deadline");
+            self.metrics.push_abandoned.inc();
+            self.settle(entry, Some(code)).await;
+            return;
+        }
+        tracing::debug!(code, attempts, ?wait, "push send will be retried");
+        match self.queue.retry(entry, due, code).await {
+            Ok(true) => {
+                self.retries.inc(cause);
+                let id = &entry.notification.id;
+                self.ledger.set_status(id, Status::FcmRetrying);
+                if !entry.device.device_id.is_empty() {
+                    self.ledger
+                        .set_delivery(id, Delivery::retrying(&entry.device.device_id, code));
+                }
+            }
+            Ok(false) => tracing::debug!("push send taken over by another claim"),
+            // Still claimed: due again when the lease ends.
+            Err(e) => tracing::warn!(error = %e, "push queue: cannot reschedule a send"),
+        }
+    }
+
+    /// Removes the send from the queue and records its outcome (`error`: why it did not get
+    /// through); the notification's status when it was its last send.
+    async fn settle(&self, entry: &Entry, error: Option<&str>) {
+        let accepted = error.is_none();
+        let mut tries = 0;
+        let finished = loop {
+            match self.queue.finish(entry, accepted).await {
+                Ok(f) => break Some(f),
+                Err(e) if tries < 3 => {
+                    tries += 1;
+                    tracing::warn!(error = %e, "push queue: cannot settle a send; trying again");
+                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                }
+                Err(e) => {
+                    // It stays queued: sent again after its lease (the at-least-once window).
+                    tracing::error!(error = %e, "push queue: cannot settle a send");
+                    break None;
+                }
+            }
+        };
+        if finished == Some(Finished::Lost) {
+            tracing::debug!("push send settled by another claim");
+            return;
+        }
+        let _ = self
+            .depth
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                Some(d.saturating_sub(1))
+            });
+        let id = &entry.notification.id;
+        // A lookup (no device yet) has no delivery of its own.
+        if !entry.device.device_id.is_empty() {
+            self.ledger
+                .set_delivery(id, Delivery::push(&entry.device.device_id, error));
+        }
+        if let Some(Finished::Last { accepted }) = finished {
+            let status = if accepted {
+                Status::FcmAccepted
+            } else {
+                Status::FcmFailed
+            };
             self.ledger.set_status(id, status);
             self.ledger.release(id);
         }
         if accepted {
             self.metrics.fcm_accepted.inc();
-            return;
+        } else {
+            self.metrics.fcm_failed.inc();
         }
-        self.metrics.fcm_failed.inc();
-        if let Outcome::TokenGone { .. } = outcome {
-            match self.store.delete_token(token).await {
-                Ok(n) => {
-                    self.metrics.fcm_tokens_pruned.inc_by(n);
-                    tracing::info!(
-                        user_id = %job.device.user_id,
-                        device_id = %job.device.device_id,
-                        "device token gone: device removed"
-                    );
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "could not prune a device token that is gone")
-                }
+    }
+
+    async fn prune(&self, device: &Device) {
+        match self.store.delete_token(&device.token).await {
+            Ok(n) => {
+                self.metrics.fcm_tokens_pruned.inc_by(n);
+                tracing::info!(
+                    user_id = %device.user_id,
+                    device_id = %device.device_id,
+                    "device token gone: device removed"
+                );
             }
+            Err(e) => tracing::error!(error = %e, "could not prune a device token that is gone"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use futures::future::{BoxFuture, FutureExt};
-
-    use super::*;
-    use crate::backend::memory::MemoryLedger;
-    use crate::backend::{LedgerConfig, Owner};
-    use crate::notification::Notification;
-    use crate::store::Platform;
-
-    /// Answers by device token: `gone-*` tokens are gone, the rest accepted.
-    struct ByToken;
-
-    impl Provider for ByToken {
-        fn send<'a>(&'a self, _n: &'a Notification, token: &'a str) -> BoxFuture<'a, Outcome> {
-            let outcome = if token.starts_with("gone-") {
-                Outcome::TokenGone { at: None }
-            } else {
-                Outcome::Accepted
-            };
-            async move { outcome }.boxed()
-        }
-    }
-
-    #[tokio::test]
-    async fn a_gone_token_is_pruned_and_the_other_device_still_counts() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        let store = Store::connect(&url).await.unwrap();
-        store
-            .upsert_device("u", "old", "gone-1", Platform::Android)
-            .await
-            .unwrap();
-        store
-            .upsert_device("u", "new", "tok-2", Platform::Android)
-            .await
-            .unwrap();
-        let metrics = Arc::new(Metrics::new());
-        let ledger: SharedLedger = Arc::new(MemoryLedger::new(
-            LedgerConfig {
-                ack_timeout_ms: 60_000,
-                retention_ms: 60_000,
-                replay_window_ms: 60_000,
-                replay_capacity: 4,
-                max_records: 100,
-                max_idempotency_keys: 100,
-            },
-            metrics.clone(),
-        ));
-        let owner = Owner {
-            index: crate::auth::ProducerId(0),
-            name: "p",
-        };
-        let req: crate::notification::NotifyRequest =
-            serde_json::from_str(r#"{"user_id":"u","data":{"k":"v"}}"#).unwrap();
-        let n = Arc::new(req.accept().unwrap());
-        ledger.begin(&n, owner).await.unwrap();
-        let cfg = SenderConfig {
-            queue_capacity: 8,
-            max_in_flight: 2,
-            retry: RetryPolicy {
-                max_attempts: 3,
-                base: Duration::from_millis(1),
-                max: Duration::from_millis(10),
-            },
-        };
-        let sender = Sender::start(
-            Arc::new(ByToken),
-            cfg,
-            store.clone(),
-            ledger.clone(),
-            metrics.clone(),
-        );
-        let devices = store.devices_for_user("u").await.unwrap();
-        let batch = Batch::new(devices.len());
-        let jobs = devices
-            .into_iter()
-            .map(|device| Job {
-                notification: n.clone(),
-                device,
-                batch: batch.clone(),
-            })
-            .collect();
-
-        sender.try_enqueue(jobs).unwrap();
-        sender.drain(Duration::from_secs(10)).await;
-
-        let left = store.devices_for_user("u").await.unwrap();
-        assert_eq!(left.len(), 1);
-        assert_eq!(left[0].device_id, "new");
-        let record = ledger.record(&n.id, owner).await.unwrap().unwrap();
-        assert_eq!(record.status, Status::FcmAccepted);
-        let mut deliveries = record.deliveries;
-        deliveries.sort_by(|a, b| a.device.cmp(&b.device));
-        assert_eq!(
-            deliveries,
-            [
-                Delivery::push("new", None),
-                Delivery::push("old", Some("unregistered")),
-            ]
-        );
-        let text = metrics.render();
-        assert!(
-            text.contains("switchboard_fcm_tokens_pruned_total 1"),
-            "{text}"
-        );
-        assert!(text.contains("switchboard_fcm_deliveries_total{status=\"fcm_failed\"} 1"));
     }
 }

@@ -67,7 +67,7 @@ pub enum Platform {
 }
 
 impl Platform {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Platform::Android => "android",
             Platform::Web => "web",
@@ -75,7 +75,7 @@ impl Platform {
         }
     }
 
-    fn parse(s: &str) -> Platform {
+    pub fn parse(s: &str) -> Platform {
         match s {
             "web" => Platform::Web,
             "ios" => Platform::Ios,

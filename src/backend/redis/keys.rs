@@ -44,7 +44,7 @@ local cur = redis.call('HGET', KEYS[1], 's')
 if not cur then return false end
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end
 if ARGV[1] ~= '' then
-  local rank = {pending = 0, delivered = 1}
+  local rank = {pending = 0, delivered = 1, fcm_retrying = 1}
   if (rank[ARGV[1]] or 2) > (rank[cur] or 2) then redis.call('HSET', KEYS[1], 's', ARGV[1]) end
 end
 return cur

@@ -94,7 +94,7 @@ fn unavailable(e: impl std::fmt::Display) -> BackendError {
 
 /// A fred client for `cfg` (RESP3, fail-fast, bounded command time, reconnecting), not yet
 /// connected.
-fn client(cfg: &BrokerConfig) -> Result<Client, BackendError> {
+pub(crate) fn client(cfg: &BrokerConfig) -> Result<Client, BackendError> {
     let mut config = RedisConfig::from_url(&cfg.redis_url).map_err(unavailable)?;
     config.version = RespVersion::RESP3;
     config.fail_fast = true;

@@ -1,0 +1,317 @@
+//! The queue in the store's database, for one node (the rows in `store::push_queue`).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::FutureExt;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    progress_of, Entry, Finished, NewSends, Progress, PushQueue, QueueError, QueueFuture,
+    QueueStats,
+};
+use crate::notification::Notification;
+use crate::store::{Applied, Change, Device, NewRow, Platform, QueueRow, Store};
+use crate::time::unix_millis;
+
+/// Most changes one transaction applies.
+const WRITE_BATCH: usize = 512;
+
+pub struct SqlQueue {
+    store: Store,
+    /// Ends and retries go through one writer that commits them in batches.
+    writes: mpsc::UnboundedSender<(Change, oneshot::Sender<Result<Applied, QueueError>>)>,
+}
+
+impl SqlQueue {
+    pub fn new(store: Store) -> SqlQueue {
+        let (writes, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_batches(store.clone(), rx));
+        SqlQueue { store, writes }
+    }
+
+    fn apply(&self, change: Change) -> QueueFuture<Applied> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.writes.send((change, tx));
+        async move {
+            sent.map_err(|_| QueueError("push queue writer stopped".into()))?;
+            rx.await
+                .map_err(|_| QueueError("push queue writer stopped".into()))?
+        }
+        .boxed()
+    }
+}
+
+/// Applies the changes waiting, up to [`WRITE_BATCH`] per transaction: under load one commit
+/// serves many sends; alone, a change is applied at once.
+async fn write_batches(
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<(Change, oneshot::Sender<Result<Applied, QueueError>>)>,
+) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        let (changes, replies): (Vec<Change>, Vec<_>) = batch.drain(..).unzip();
+        match store.queue_apply(&changes).await {
+            Ok(applied) => {
+                for (reply, a) in replies.into_iter().zip(applied) {
+                    let _ = reply.send(Ok(a));
+                }
+            }
+            Err(e) => {
+                let e = failed(e);
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> QueueError {
+    QueueError(e.to_string())
+}
+
+fn ms(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A row back into an entry; `None` when its payload is unreadable (it is dropped then).
+fn entry(row: QueueRow, claim: &Arc<str>) -> Option<Entry> {
+    let n = match Notification::from_json(Bytes::from(row.payload)) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(notification_id = %row.notification_id, error = %e, "push queue: unreadable payload");
+            return None;
+        }
+    };
+    Some(Entry {
+        notification: Arc::new(n),
+        device: Device {
+            device_id: row.device_id,
+            user_id: row.user_id,
+            platform: Platform::parse(&row.platform),
+            token: row.fcm_token,
+            updated_at: 0,
+        },
+        attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
+        created_ms: row.created_at.max(0) as u64,
+        deadline_ms: row.deadline_at.max(0) as u64,
+        last_error: row.last_error,
+        claim: claim.clone(),
+    })
+}
+
+impl PushQueue for SqlQueue {
+    fn put(&self, sends: NewSends<'_>) -> QueueFuture<Vec<String>> {
+        let store = self.store.clone();
+        let n = sends.notification.clone();
+        let devices = sends.devices.to_vec();
+        let claim = sends.claim.map(str::to_string);
+        let (due, deadline) = (ms(sends.due_ms), ms(sends.deadline_ms));
+        async move {
+            let rows: Vec<NewRow<'_>> = devices
+                .iter()
+                .map(|d| NewRow {
+                    device_id: &d.device_id,
+                    user_id: &d.user_id,
+                    fcm_token: &d.token,
+                    platform: d.platform.as_str(),
+                })
+                .collect();
+            let payload = n.json();
+            let payload = std::str::from_utf8(&payload).map_err(failed)?;
+            let now = ms(unix_millis());
+            store
+                .queue_put(&n.id, payload, &rows, claim.as_deref(), due, now, deadline)
+                .await
+                .map_err(failed)
+        }
+        .boxed()
+    }
+
+    fn claim(&self, claim: Arc<str>, limit: usize, lease_end_ms: u64) -> QueueFuture<Vec<Entry>> {
+        let store = self.store.clone();
+        async move {
+            let rows = store
+                .queue_claim(&claim, ms(unix_millis()), ms(lease_end_ms), limit)
+                .await
+                .map_err(failed)?;
+            Ok(rows.into_iter().filter_map(|r| entry(r, &claim)).collect())
+        }
+        .boxed()
+    }
+
+    fn finish(&self, entry: &Entry, accepted: bool) -> QueueFuture<Finished> {
+        let (id, device_id, claim) = keys(entry);
+        let applied = self.apply(Change::Finish {
+            id,
+            device_id,
+            claim: claim.to_string(),
+            accepted,
+        });
+        async move {
+            match applied.await? {
+                Applied::Finished(f) => Ok(f),
+                Applied::Retried(_) => Err(QueueError("unexpected answer".into())),
+            }
+        }
+        .boxed()
+    }
+
+    fn retry(&self, entry: &Entry, due_ms: u64, error: &str) -> QueueFuture<bool> {
+        let (id, device_id, claim) = keys(entry);
+        let applied = self.apply(Change::Retry {
+            id,
+            device_id,
+            claim: claim.to_string(),
+            due_at: ms(due_ms),
+            attempts: i64::from(entry.attempts) + 1,
+            error: error.to_string(),
+        });
+        async move {
+            match applied.await? {
+                Applied::Retried(r) => Ok(r),
+                Applied::Finished(_) => Err(QueueError("unexpected answer".into())),
+            }
+        }
+        .boxed()
+    }
+
+    fn stats(&self) -> QueueFuture<QueueStats> {
+        let store = self.store.clone();
+        async move {
+            let (depth, oldest) = store.queue_stats().await.map_err(failed)?;
+            Ok(QueueStats {
+                depth: depth.max(0) as u64,
+                oldest_ms: oldest.map(|o| o.max(0) as u64),
+            })
+        }
+        .boxed()
+    }
+
+    fn progress(&self, id: &str) -> QueueFuture<Option<Progress>> {
+        let store = self.store.clone();
+        let id = id.to_string();
+        async move {
+            let rows = store.queue_progress(&id).await.map_err(failed)?;
+            Ok(progress_of(rows.into_iter().map(|(a, d, c)| {
+                (u32::try_from(a).unwrap_or(u32::MAX), d.max(0) as u64, c)
+            })))
+        }
+        .boxed()
+    }
+
+    fn recover(&self) -> QueueFuture<u64> {
+        let store = self.store.clone();
+        async move { store.queue_recover(ms(unix_millis())).await.map_err(failed) }.boxed()
+    }
+}
+
+fn keys(entry: &Entry) -> (String, String, Arc<str>) {
+    (
+        entry.notification.id.clone(),
+        entry.device.device_id.clone(),
+        entry.claim.clone(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notification::NotifyRequest;
+
+    async fn queue() -> (SqlQueue, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("q.db").display());
+        (SqlQueue::new(Store::connect(&url).await.unwrap()), dir)
+    }
+
+    fn device(id: &str) -> Device {
+        Device {
+            device_id: id.into(),
+            user_id: "u".into(),
+            platform: Platform::Android,
+            token: format!("tok-{id}"),
+            updated_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_claim_whose_lease_ran_out_is_taken_over_and_the_first_claimer_cannot_settle_it() {
+        let (q, _dir) = queue().await;
+        let req: NotifyRequest =
+            serde_json::from_str(r#"{"user_id":"u","data":{"k":"v"}}"#).unwrap();
+        let n = Arc::new(req.accept().unwrap());
+        let devices = [device("a"), device("b")];
+        let now = unix_millis();
+        let stored = q
+            .put(NewSends {
+                notification: &n,
+                devices: &devices,
+                claim: Some("first"),
+                due_ms: now + 60_000,
+                deadline_ms: now + 600_000,
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored, ["a", "b"]);
+        // Held by "first" until its lease ends: nothing to claim.
+        assert!(q
+            .claim("second".into(), 10, now + 60_000)
+            .await
+            .unwrap()
+            .is_empty());
+        // Stored again (a second hand-over): nothing new.
+        let again = q
+            .put(NewSends {
+                notification: &n,
+                devices: &devices,
+                claim: None,
+                due_ms: now,
+                deadline_ms: now + 600_000,
+            })
+            .await
+            .unwrap();
+        assert!(again.is_empty());
+
+        // The lease ends (as if "first" died): "second" takes both over.
+        q.store.queue_recover(ms(now)).await.unwrap();
+        let taken = q.claim("second".into(), 10, now + 60_000).await.unwrap();
+        assert_eq!(taken.len(), 2);
+        assert_eq!(taken[0].notification.id, n.id);
+        let stale = Entry {
+            claim: "first".into(),
+            ..clone_entry(&taken[0])
+        };
+        assert_eq!(q.finish(&stale, true).await.unwrap(), Finished::Lost);
+
+        assert!(q.retry(&taken[0], now, "unavailable").await.unwrap());
+        assert_eq!(
+            q.progress(&n.id).await.unwrap().map(|p| p.attempts),
+            Some(1)
+        );
+        assert_eq!(q.finish(&taken[1], true).await.unwrap(), Finished::Done);
+        let retried = q.claim("third".into(), 10, now + 60_000).await.unwrap();
+        assert_eq!(retried.len(), 1);
+        assert_eq!(retried[0].attempts, 1);
+        assert_eq!(retried[0].last_error.as_deref(), Some("unavailable"));
+        assert_eq!(
+            q.finish(&retried[0], false).await.unwrap(),
+            Finished::Last { accepted: true }
+        );
+        assert_eq!(q.stats().await.unwrap().depth, 0);
+        assert_eq!(q.progress(&n.id).await.unwrap(), None);
+    }
+
+    fn clone_entry(e: &Entry) -> Entry {
+        Entry {
+            notification: e.notification.clone(),
+            device: e.device.clone(),
+            attempts: e.attempts,
+            created_ms: e.created_ms,
+            deadline_ms: e.deadline_ms,
+            last_error: e.last_error.clone(),
+            claim: e.claim.clone(),
+        }
+    }
+}
