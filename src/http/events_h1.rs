@@ -47,7 +47,8 @@ pub fn parse_head(buf: &[u8]) -> ParsedHead {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
-        Ok(httparse::Status::Complete(_)) => {
+        // A complete head past the limit is hyper's to refuse (431), however it arrived.
+        Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => {
             plain_stream_request(&req).unwrap_or(ParsedHead::Other)
         }
         Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => ParsedHead::Partial,
@@ -297,6 +298,11 @@ mod tests {
         ));
         let long = format!("GET /v1/events HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX_HEAD));
         assert!(matches!(parse(&long), ParsedHead::Other));
+        let complete = format!("{long}\r\n");
+        assert!(
+            matches!(parse(&complete), ParsedHead::Other),
+            "a complete head past the limit, read in one piece, goes to hyper for its 431"
+        );
         let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
         let many = format!("GET /v1/events HTTP/1.1\r\n{many}\r\n");
         assert!(

@@ -4,7 +4,7 @@
 mod delivery;
 mod devices;
 pub mod error;
-mod events;
+pub mod events;
 pub mod events_h1;
 mod extract;
 mod notify;
