@@ -97,3 +97,76 @@ pub fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
     }
     Ok(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn variables_override_the_file_as_figments_env_provider_does() {
+        let toml = "[server]\nlisten = \"127.0.0.1:9000\"\n[sse]\nheartbeat_secs = 7\n";
+        let cfg = Config::from_layers(
+            toml,
+            vars(&[
+                ("SWITCHBOARD__SERVER__LISTEN", "127.0.0.1:9001"),
+                ("switchboard__auth__producer_keys", "[a, b]"),
+                ("SWITCHBOARD__SSE__RETRY_MS", "1234"),
+                ("SWITCHBOARDX__SSE__RETRY_MS", "1"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.listen_addr().port(), 9001);
+        assert_eq!(cfg.auth.producer_keys, ["a", "b"]);
+        assert_eq!(cfg.sse.retry_ms, 1234);
+        assert_eq!(cfg.sse.heartbeat_secs, 7, "the file's value where no variable says");
+        let err = Config::from_layers("", vars(&[("SWITCHBOARD__SSE__NOPE", "1")]));
+        assert!(err.unwrap_err().to_string().contains("nope"));
+        assert!(Config::from_layers("", vars(&[("SWITCHBOARD__", "1")])).is_ok());
+    }
+
+    /// Validation's sums and products saturate: the largest values get a message, not an
+    /// overflow (a panic in a debug or fuzz build).
+    #[test]
+    fn the_largest_numbers_are_refused_with_a_message_not_an_overflow() {
+        let max = u64::MAX.to_string();
+        let err = Config::from_layers(
+            "",
+            vars(&[
+                ("SWITCHBOARD__DELIVERY__REPLAY_CAPACITY", &max),
+                ("SWITCHBOARD__DELIVERY__RECORD_RETENTION_SECS", &max),
+                ("SWITCHBOARD__DELIVERY__ACK_TIMEOUT_MS", &max),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("delivery.replay_capacity"), "{err}");
+        assert!(err.contains("delivery.record_retention_secs"), "{err}");
+    }
+
+    #[test]
+    fn a_service_account_path_to_an_endless_file_is_refused_after_a_mebibyte() {
+        let started = std::time::Instant::now();
+        let err = Config::from_layers("[fcm]\nservice_account = \"/dev/zero\"\n", [])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("fcm.service_account") && err.contains("larger than 1048576 bytes"),
+            "{err}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, vec![b'#'; MAX_FILE_BYTES as usize + 1]).unwrap();
+        let err = Config::load(Some(&big)).unwrap_err().to_string();
+        assert!(err.contains("larger than"), "{err}");
+    }
+}
