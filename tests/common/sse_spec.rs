@@ -40,13 +40,12 @@ pub fn parse(stream: &str) -> Parsed {
     let mut out = Parsed::default();
     let mut data = String::new();
     let mut event_type = String::new();
-    let mut last_event_id = String::new();
     let mut id_buffer = String::new();
     let mut block_open = false;
     let (lines, rest) = split_lines(stream);
     for line in lines {
         if line.is_empty() {
-            last_event_id = id_buffer.clone();
+            let last_event_id = id_buffer.clone();
             if data.is_empty() {
                 out.empty_dispatches += 1;
             } else {
@@ -60,7 +59,7 @@ pub fn parse(stream: &str) -> Parsed {
                         event_type.clone()
                     },
                     data: std::mem::take(&mut data),
-                    last_event_id: last_event_id.clone(),
+                    last_event_id,
                 });
             }
             data.clear();
