@@ -309,7 +309,8 @@ impl Config {
             errors.push("devices.max_per_user must be at least 1".into());
         }
         if self.delivery.record_retention_secs < self.delivery.replay_window_secs
-            || self.delivery.record_retention_secs.saturating_mul(1000) <= self.delivery.ack_timeout_ms
+            || self.delivery.record_retention_secs.saturating_mul(1000)
+                <= self.delivery.ack_timeout_ms
         {
             errors.push(
                 "delivery.record_retention_secs must cover delivery.replay_window_secs and delivery.ack_timeout_ms"

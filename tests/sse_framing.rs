@@ -106,7 +106,10 @@ fn one_event(frame: &Bytes, event_type: &str, id: Option<&str>) -> Value {
     assert!(!parsed.unterminated, "{text:?}");
     assert_eq!(parsed.events.len(), 1, "{text:?}");
     assert_eq!(parsed.empty_dispatches, 0, "{text:?}");
-    assert!(parsed.comments.is_empty() && parsed.retry.is_none(), "{text:?}");
+    assert!(
+        parsed.comments.is_empty() && parsed.retry.is_none(),
+        "{text:?}"
+    );
     let event = &parsed.events[0];
     assert_eq!(event.event_type, event_type, "{text:?}");
     let names: Vec<&str> = parsed.fields.iter().map(|(n, _)| n.as_str()).collect();
@@ -261,7 +264,11 @@ fn floats_in_broadcast_data_keep_their_value() {
         assert_eq!(req.data["x"].as_f64(), Some(exact), "{number} parsed");
         let b = req.accept();
         let got = one_event(&b.frame(), "broadcast", None);
-        assert_eq!(got["data"]["x"].as_f64(), Some(exact), "{number} in the frame");
+        assert_eq!(
+            got["data"]["x"].as_f64(),
+            Some(exact),
+            "{number} in the frame"
+        );
     }
 }
 

@@ -89,7 +89,10 @@ fn extracted(input: &[u8]) {
     if let Ok(key) = std::str::from_utf8(key) {
         for auth in [&nodes().open, &nodes().strict] {
             match auth.verify_producer(key) {
-                Ok(p) => assert!(!key.is_empty() && KEYS[p.0] == key, "{key:?} taken as {p:?}"),
+                Ok(p) => assert!(
+                    !key.is_empty() && KEYS[p.0] == key,
+                    "{key:?} taken as {p:?}"
+                ),
                 Err(AuthError::ClientTokenOnProducerApi) => {
                     assert!(auth.verify_client(key).is_ok())
                 }
@@ -141,7 +144,10 @@ fn check(claims: &ClientClaims, payload: &Value, now: u64, strict: bool) {
         assert_eq!(payload["iss"], ISSUER);
         let aud = &payload["aud"];
         assert!(
-            aud == AUDIENCE || aud.as_array().is_some_and(|a| a.iter().any(|x| x == AUDIENCE)),
+            aud == AUDIENCE
+                || aud
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == AUDIENCE)),
             "{aud}"
         );
     }

@@ -55,7 +55,11 @@ fn notify(body: &[u8]) {
     assert_eq!(data, expected);
 
     let relayed = Notification::from_json(n.json()).expect("the broker's JSON parses");
-    assert_eq!(relayed.frame(), frame, "the broker's copy frames the same bytes");
+    assert_eq!(
+        relayed.frame(),
+        frame,
+        "the broker's copy frames the same bytes"
+    );
 
     let token = "fcm-token:fuzz_1";
     let fcm: Value = serde_json::from_slice(&send_body(&n, token)).expect("FCM body is JSON");
@@ -95,11 +99,18 @@ fn broadcast(body: &[u8]) {
     let expected = json!({
         "id": b.id, "topic": given.topic.as_str(), "data": given.data, "sent_at": b.sent_at,
     });
-    assert_eq!(data, expected, "the frame carries the producer's data unchanged");
+    assert_eq!(
+        data, expected,
+        "the frame carries the producer's data unchanged"
+    );
 
     let wire = serde_json::to_vec(&b).expect("a broadcast serialises");
     let relayed: Broadcast = serde_json::from_slice(&wire).expect("the broker's JSON parses");
-    assert_eq!(relayed.frame(), frame, "the broker's copy frames the same bytes");
+    assert_eq!(
+        relayed.frame(),
+        frame,
+        "the broker's copy frames the same bytes"
+    );
 }
 
 /// The frame's one event: its type, its id (`None`: no `id:` line), and its data as JSON.
@@ -109,7 +120,10 @@ fn one_event(frame: &[u8], event_type: &str, id: Option<&str>) -> Value {
     assert!(!parsed.unterminated, "{text:?}");
     assert_eq!(parsed.events.len(), 1, "{text:?}");
     assert_eq!(parsed.empty_dispatches, 0, "{text:?}");
-    assert!(parsed.comments.is_empty() && parsed.retry.is_none(), "{text:?}");
+    assert!(
+        parsed.comments.is_empty() && parsed.retry.is_none(),
+        "{text:?}"
+    );
     let event = &parsed.events[0];
     assert_eq!(event.event_type, event_type);
     let mut names: Vec<&str> = parsed.fields.iter().map(|(n, _)| n.as_str()).collect();

@@ -24,12 +24,19 @@ fuzz_target!(|data: &[u8]| {
     loop {
         if at == input.len() {
             // The peer closed before its opening was told: it was still under the limit.
-            assert!(buf.len() < MAX_HEAD, "{} bytes read, still undecided", buf.len());
+            assert!(
+                buf.len() < MAX_HEAD,
+                "{} bytes read, still undecided",
+                buf.len()
+            );
             return;
         }
         // A read returns at most the spare room, and (for pieces != 0) less at times.
         let room = buf.capacity() - buf.len();
-        assert!(room > 0, "a read with no room would look like a closed connection");
+        assert!(
+            room > 0,
+            "a read with no room would look like a closed connection"
+        );
         let mut n = room.min(input.len() - at);
         if pieces != 0 {
             state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
@@ -44,7 +51,11 @@ fuzz_target!(|data: &[u8]| {
         match opening {
             Opening::Stream { uri, headers } => check_stream(&input[..at], &uri, &headers),
             Opening::Http1(read) | Opening::Http2(read) => {
-                assert_eq!(&read[..], &input[..at], "hyper gets every byte read, in order");
+                assert_eq!(
+                    &read[..],
+                    &input[..at],
+                    "hyper gets every byte read, in order"
+                );
                 assert!(read.len() <= 2 * MAX_HEAD);
             }
         }
@@ -55,9 +66,16 @@ fuzz_target!(|data: &[u8]| {
 /// A stream head: a plain `GET /v1/events`, complete within `MAX_HEAD`, none of the headers
 /// that need hyper; the route's own extraction takes it without panicking.
 fn check_stream(read: &[u8], uri: &http::Uri, headers: &http::HeaderMap) {
-    assert!(read.starts_with(b"GET "), "{:?}", String::from_utf8_lossy(read));
+    assert!(
+        read.starts_with(b"GET "),
+        "{:?}",
+        String::from_utf8_lossy(read)
+    );
     let end = head_end(read).expect("a stream head is complete");
-    assert!(end <= MAX_HEAD, "a {end}-byte head went to the stream path, not to a 431");
+    assert!(
+        end <= MAX_HEAD,
+        "a {end}-byte head went to the stream path, not to a 431"
+    );
     assert_eq!(uri.path(), "/v1/events");
     for name in ["origin", "upgrade", "transfer-encoding", "expect"] {
         assert!(!headers.contains_key(name), "{name} needs hyper");

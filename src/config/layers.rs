@@ -55,7 +55,9 @@ impl Provider for EnvLayer {
     fn data(&self) -> Result<Map<Profile, Dict>, Error> {
         let mut dict = Dict::new();
         for (key, value) in &self.pairs {
-            let value: Value = value.parse().expect("parsing a figment value is infallible");
+            let value: Value = value
+                .parse()
+                .expect("parsing a figment value is infallible");
             let path: Vec<&str> = key.split('.').collect();
             insert(&mut dict, &path, value);
         }
@@ -127,7 +129,10 @@ mod tests {
         assert_eq!(cfg.listen_addr().port(), 9001);
         assert_eq!(cfg.auth.producer_keys, ["a", "b"]);
         assert_eq!(cfg.sse.retry_ms, 1234);
-        assert_eq!(cfg.sse.heartbeat_secs, 7, "the file's value where no variable says");
+        assert_eq!(
+            cfg.sse.heartbeat_secs, 7,
+            "the file's value where no variable says"
+        );
         let err = Config::from_layers("", vars(&[("SWITCHBOARD__SSE__NOPE", "1")]));
         assert!(err.unwrap_err().to_string().contains("nope"));
         assert!(Config::from_layers("", vars(&[("SWITCHBOARD__", "1")])).is_ok());

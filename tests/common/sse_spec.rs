@@ -111,7 +111,11 @@ fn split_lines(stream: &str) -> (Vec<&str>, &str) {
             }
             b'\r' => {
                 lines.push(&stream[start..i]);
-                i += if bytes.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+                i += if bytes.get(i + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                };
                 start = i;
             }
             _ => i += 1,

@@ -51,7 +51,7 @@ impl FcmProvider {
         // Capped: the key is a few KiB, and a path to a device must not fill the memory.
         let key = read_capped(std::path::Path::new(&path))
             .map_err(std::io::Error::other)
-            .and_then(|bytes| yup_oauth2::parse_service_account_key(bytes))
+            .and_then(yup_oauth2::parse_service_account_key)
             .map_err(|source| FcmSetupError::Key { path, source })?;
         let auth = yup_oauth2::ServiceAccountAuthenticator::builder(key)
             .build()
