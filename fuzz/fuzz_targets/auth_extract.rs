@@ -158,7 +158,9 @@ fn parts(token: &str) -> Option<(Value, Value)> {
     let mut it = token.split('.');
     let mut json = || -> Option<Value> {
         let bytes = URL_SAFE_NO_PAD.decode(it.next()?).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        // serde_json skips the strings of fields it does not keep without checking their
+        // UTF-8, so an accepted token may hold invalid UTF-8 there: read it lossily.
+        serde_json::from_str(&String::from_utf8_lossy(&bytes)).ok()
     };
     Some((json()?, json()?))
 }
