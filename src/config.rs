@@ -451,7 +451,7 @@ fn explain(e: figment::Error) -> String {
         let msg = if key == "auth" || key.starts_with("auth.") {
             "not of the expected type (the value is not shown)".to_string()
         } else {
-            err.kind.to_string()
+            without_source(&err.kind.to_string())
         };
         if key.is_empty() {
             parts.push(msg);
@@ -462,9 +462,36 @@ fn explain(e: figment::Error) -> String {
     parts.join("; ")
 }
 
+/// A TOML syntax error without the lines of source it quotes: the line may be a secret's
+/// (`jwt_secret = "...` without its closing quote). The line and column are kept.
+fn without_source(msg: &str) -> String {
+    let quoted = |line: &str| {
+        let line = line.trim_start();
+        let digits = line.trim_start_matches(|c: char| c.is_ascii_digit());
+        digits.trim_start().starts_with('|')
+    };
+    let kept: Vec<&str> = msg.lines().filter(|l| !quoted(l)).collect();
+    kept.join(" ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_toml_syntax_error_names_its_line_but_does_not_quote_it() {
+        let err = with(
+            "[auth]
+jwt_secret = \"s3cret-s3cret-s3cret-s3cret-s3cret\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("s3cret"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
 
     fn with(toml: &str) -> Result<Config, ConfigError> {
         Config::from_figment(
