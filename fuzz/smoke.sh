@@ -37,6 +37,6 @@ for target in "${targets[@]}"; do
         echo "fuzz smoke: $target found a failing input" >&2
         exit 1
     fi
-    grep -E '^#[0-9]+ +DONE|stat::number_of_executed_units' "$log" || true
+    grep -E '^#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units' "$log" || true
 done
 echo "fuzz smoke: all targets ran ${secs}s without a finding"
