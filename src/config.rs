@@ -4,11 +4,15 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
 
 use crate::redact::redact_url;
+
+mod layers;
+
+pub use layers::{read_capped, EnvLayer, ENV_PREFIX, MAX_FILE_BYTES};
 
 /// The repository's `config.toml`, compiled in: the router starts on it with no external service.
 pub const EMBEDDED_DEFAULTS: &str = include_str!("../config.toml");
@@ -175,21 +179,42 @@ impl Config {
     /// Loads the embedded defaults, then `path` (if given it must exist; `./config.toml` is
     /// used when present), then the environment, and validates the result.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let mut figment = Figment::from(Toml::string(EMBEDDED_DEFAULTS));
-        match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| ConfigError::File {
+        let default = Path::new("config.toml");
+        let file = match path {
+            Some(p) => Some(p),
+            None if default.exists() => Some(default),
+            None => None,
+        };
+        let text = match file {
+            Some(p) => read_capped(p)
+                .and_then(|b| String::from_utf8(b).map_err(|_| "not UTF-8".to_string()))
+                .map_err(|reason| ConfigError::File {
                     path: p.to_path_buf(),
-                    reason: e.to_string(),
-                })?;
-                figment = figment.merge(Toml::string(&text));
-            }
-            None if Path::new("config.toml").exists() => {
-                figment = figment.merge(Toml::file("config.toml"));
-            }
-            None => {}
-        }
-        Self::from_figment(figment.merge(Env::prefixed("SWITCHBOARD__").split("__")))
+                    reason,
+                })?,
+            None => String::new(),
+        };
+        let env = std::env::vars_os().map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        });
+        Self::from_layers(&text, env)
+    }
+
+    /// The embedded defaults, then `toml` (a config file's text), then `env` (variables as
+    /// `SWITCHBOARD__SECTION__KEY=value`; others are ignored), validated. What [`Config::load`]
+    /// does with the process environment, without touching it.
+    pub fn from_layers(
+        toml: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        Self::from_figment(
+            Figment::from(Toml::string(EMBEDDED_DEFAULTS))
+                .merge(Toml::string(toml))
+                .merge(EnvLayer::new(env)),
+        )
     }
 
     fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
@@ -296,7 +321,7 @@ impl Config {
             errors.push("delivery.ack_timeout_ms must be at least 1".into());
         }
         if self.delivery.replay_capacity == 0
-            || self.delivery.replay_capacity + 2 > self.sse.queue_capacity
+            || self.delivery.replay_capacity.saturating_add(2) > self.sse.queue_capacity
         {
             errors.push(format!(
                 "delivery.replay_capacity must be 1 to sse.queue_capacity - 2 ({}): a replay must fit in a new stream's queue",
@@ -313,7 +338,8 @@ impl Config {
             errors.push("devices.max_per_user must be at least 1".into());
         }
         if self.delivery.record_retention_secs < self.delivery.replay_window_secs
-            || self.delivery.record_retention_secs * 1000 <= self.delivery.ack_timeout_ms
+            || self.delivery.record_retention_secs.saturating_mul(1000)
+                <= self.delivery.ack_timeout_ms
         {
             errors.push(
                 "delivery.record_retention_secs must cover delivery.replay_window_secs and delivery.ack_timeout_ms"
@@ -441,7 +467,7 @@ impl Config {
         }
         if self.fcm_enabled() {
             let path = fcm.service_account.trim();
-            match std::fs::read(path) {
+            match read_capped(Path::new(path)) {
                 Err(e) => errors.push(format!(
                     "fcm.service_account: cannot read {path:?}: {e} (set it to a Google service-account JSON key, or to \"\" to disable FCM)"
                 )),
@@ -466,7 +492,7 @@ fn explain(e: figment::Error) -> String {
         let msg = if key == "auth" || key.starts_with("auth.") {
             "not of the expected type (the value is not shown)".to_string()
         } else {
-            err.kind.to_string()
+            without_source(&err.kind.to_string())
         };
         if key.is_empty() {
             parts.push(msg);
@@ -477,9 +503,36 @@ fn explain(e: figment::Error) -> String {
     parts.join("; ")
 }
 
+/// A TOML syntax error without the lines of source it quotes: the line may be a secret's
+/// (`jwt_secret = "...` without its closing quote). The line and column are kept.
+fn without_source(msg: &str) -> String {
+    let quoted = |line: &str| {
+        let line = line.trim_start();
+        let digits = line.trim_start_matches(|c: char| c.is_ascii_digit());
+        digits.trim_start().starts_with('|')
+    };
+    let kept: Vec<&str> = msg.lines().filter(|l| !quoted(l)).collect();
+    kept.join(" ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_toml_syntax_error_names_its_line_but_does_not_quote_it() {
+        let err = with(
+            "[auth]
+jwt_secret = \"s3cret-s3cret-s3cret-s3cret-s3cret\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("s3cret"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
 
     fn with(toml: &str) -> Result<Config, ConfigError> {
         Config::from_figment(

@@ -365,11 +365,13 @@ pub struct BroadcastEvent<'a> {
     pub sent_at: u64,
 }
 
-/// One SSE event. Compact JSON has no raw newlines, so one `data:` line carries it.
+/// One SSE event. Compact JSON has no raw newlines, so one `data:` line carries it. The id is
+/// one the node made (a UUID); one that could end its line (CR, LF) or that a client would
+/// ignore (NUL), as a notification from a tampered broker might carry, gets no `id:` line.
 pub fn sse_frame(id: &str, event: &str, payload: &impl Serialize) -> Bytes {
     let json = serde_json::to_vec(payload).expect("serialising plain structs cannot fail");
     let mut out = Vec::with_capacity(json.len() + id.len() + event.len() + 24);
-    if !id.is_empty() {
+    if !id.is_empty() && !id.contains(['\r', '\n', '\0']) {
         out.extend_from_slice(b"id: ");
         out.extend_from_slice(id.as_bytes());
         out.push(b'\n');

@@ -113,12 +113,8 @@ pub(crate) async fn open(
     peer: IpAddr,
 ) -> Result<Arc<Stream>, ApiError> {
     state.limits.stream_open_from(peer)?;
-    let Query(q) = Query::<EventsQuery>::try_from_uri(uri)
-        .map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let token = bearer(headers.get(header::AUTHORIZATION))
-        .or(q.access_token.as_deref())
-        .ok_or(AuthError::Missing)?;
-    let claims = state.auth.verify_client(token)?;
+    let q = stream_query(uri)?;
+    let claims = state.auth.verify_client(client_token(headers, &q)?)?;
     tracing::Span::current().record("user_id", claims.sub.as_str());
     state.limits.stream_open_by(&claims.sub)?;
     let mut request = stream_request(&claims, &q)?;
@@ -158,7 +154,23 @@ async fn replay(state: &AppState, user: &str, last: &str) -> Result<Vec<Item>, A
     })
 }
 
-fn stream_request(claims: &ClientClaims, q: &EventsQuery) -> Result<OpenRequest, ApiError> {
+/// A stream request's query parameters.
+pub fn stream_query(uri: &Uri) -> Result<EventsQuery, ApiError> {
+    let Query(q) = Query::<EventsQuery>::try_from_uri(uri)
+        .map_err(|e| ApiError::bad_request(e.body_text()))?;
+    Ok(q)
+}
+
+/// A stream request's client token: `Authorization: Bearer`, else `access_token` (for
+/// EventSource, which cannot set headers).
+pub fn client_token<'a>(headers: &'a HeaderMap, q: &'a EventsQuery) -> Result<&'a str, AuthError> {
+    bearer(headers.get(header::AUTHORIZATION))
+        .or(q.access_token.as_deref())
+        .ok_or(AuthError::Missing)
+}
+
+/// What the stream of an authenticated request follows, from its query.
+pub fn stream_request(claims: &ClientClaims, q: &EventsQuery) -> Result<OpenRequest, ApiError> {
     // `device_id=` (empty) is the same as no `device_id`.
     let device_id = match q.device_id.as_deref() {
         None | Some("") => None,

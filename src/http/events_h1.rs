@@ -47,7 +47,8 @@ pub fn parse_head(buf: &[u8]) -> ParsedHead {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
-        Ok(httparse::Status::Complete(_)) => {
+        // A complete head past the limit is hyper's to refuse (431), however it arrived.
+        Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => {
             plain_stream_request(&req).unwrap_or(ParsedHead::Other)
         }
         Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => ParsedHead::Partial,
@@ -303,6 +304,21 @@ mod tests {
             matches!(parse(&many), ParsedHead::Other),
             "too many headers: hyper's"
         );
+    }
+
+    #[test]
+    fn a_complete_stream_head_past_the_limit_goes_to_hyper_for_its_431() {
+        let long = format!(
+            "GET /v1/events HTTP/1.1\r\nX: {}\r\n\r\n",
+            "a".repeat(MAX_HEAD)
+        );
+        assert!(matches!(parse(&long), ParsedHead::Other));
+        let at_limit = format!(
+            "GET /v1/events HTTP/1.1\r\nX: {}\r\n\r\n",
+            "a".repeat(MAX_HEAD - 32)
+        );
+        assert_eq!(at_limit.len(), MAX_HEAD);
+        assert!(matches!(parse(&at_limit), ParsedHead::Stream { .. }));
     }
 
     /// Runs `pump` for a stream the test has ended, and returns what the client read.

@@ -5,7 +5,7 @@ mod console;
 mod delivery;
 mod devices;
 pub mod error;
-mod events;
+pub mod events;
 pub mod events_h1;
 mod extract;
 mod notify;

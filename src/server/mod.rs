@@ -8,7 +8,7 @@
 
 mod admission;
 mod h2_idle;
-mod opening;
+pub mod opening;
 
 use std::io;
 use std::net::SocketAddr;

@@ -19,7 +19,7 @@ use crate::http::events_h1::{parse_head, ParsedHead};
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// What a typical head fits in; the buffer doubles up to `events_h1::MAX_HEAD`.
-const FIRST_READ: usize = 1024;
+pub const FIRST_READ: usize = 1024;
 
 pub enum Opening {
     /// A plain `GET /v1/events`, for `events_h1`; the buffer is gone.
@@ -37,20 +37,30 @@ pub async fn read_opening(tcp: &mut TcpStream) -> io::Result<Opening> {
         if tcp.read_buf(&mut buf).await? == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        if buf.starts_with(H2_PREFACE) {
-            return Ok(Opening::Http2(buf.into()));
-        }
-        if !H2_PREFACE.starts_with(&buf) {
-            match parse_head(&buf) {
-                ParsedHead::Partial => {}
-                ParsedHead::Stream { uri, headers } => return Ok(Opening::Stream { uri, headers }),
-                ParsedHead::Other => return Ok(Opening::Http1(buf.into())),
-            }
-        }
-        if buf.len() == buf.capacity() {
-            buf.reserve(buf.len());
+        if let Some(opening) = classify(&mut buf) {
+            return Ok(opening);
         }
     }
+}
+
+/// What the bytes read so far (`buf`, filled up to its capacity by each read) tell: the
+/// opening, which takes them, or `None` when more are needed, with room made for them. The
+/// buffer doubles from [`FIRST_READ`] up to `events_h1::MAX_HEAD`, where every head is told.
+pub fn classify(buf: &mut Vec<u8>) -> Option<Opening> {
+    if buf.starts_with(H2_PREFACE) {
+        return Some(Opening::Http2(std::mem::take(buf).into()));
+    }
+    if !H2_PREFACE.starts_with(buf) {
+        match parse_head(buf) {
+            ParsedHead::Partial => {}
+            ParsedHead::Stream { uri, headers } => return Some(Opening::Stream { uri, headers }),
+            ParsedHead::Other => return Some(Opening::Http1(std::mem::take(buf).into())),
+        }
+    }
+    if buf.len() == buf.capacity() {
+        buf.reserve(buf.len().max(FIRST_READ));
+    }
+    None
 }
 
 /// A connection whose first bytes were already read: hyper reads those first.

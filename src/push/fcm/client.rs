@@ -10,7 +10,7 @@ use yup_oauth2::authenticator::DefaultAuthenticator;
 
 use super::answer::{classify, parse_retry_after, Answer, RequestResult};
 use super::message::send_body;
-use crate::config::FcmConfig;
+use crate::config::{read_capped, FcmConfig};
 use crate::metrics::{Counters, Metrics};
 use crate::notification::Notification;
 use crate::push::{Outcome, Provider, RetryReason};
@@ -48,8 +48,10 @@ impl FcmProvider {
     /// Reads the service-account key and builds the clients (no request yet).
     pub async fn new(cfg: &FcmConfig, metrics: Arc<Metrics>) -> Result<FcmProvider, FcmSetupError> {
         let path = cfg.service_account.trim().to_string();
-        let key = yup_oauth2::read_service_account_key(&path)
-            .await
+        // Capped: the key is a few KiB, and a path to a device must not fill the memory.
+        let key = read_capped(std::path::Path::new(&path))
+            .map_err(std::io::Error::other)
+            .and_then(yup_oauth2::parse_service_account_key)
             .map_err(|source| FcmSetupError::Key { path, source })?;
         let auth = yup_oauth2::ServiceAccountAuthenticator::builder(key)
             .build()

@@ -8,3 +8,4 @@ mod message;
 
 pub use answer::RequestResult;
 pub use client::{FcmProvider, FcmSetupError};
+pub use message::send_body;
