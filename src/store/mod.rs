@@ -9,7 +9,7 @@ mod devices;
 mod push_queue;
 
 pub use devices::{Device, Platform};
-pub use push_queue::{Applied, Change, Finished, NewRow, QueueRow};
+pub use push_queue::{Applied, Change, Finished, NewRow, NewSends as NewRows, QueueRow};
 
 use std::str::FromStr;
 use std::sync::Arc;

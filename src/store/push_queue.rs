@@ -20,11 +20,24 @@ pub struct QueueRow {
 }
 
 /// A new send: the device part of a row.
-pub struct NewRow<'a> {
-    pub device_id: &'a str,
-    pub user_id: &'a str,
-    pub fcm_token: &'a str,
-    pub platform: &'a str,
+#[derive(Debug, Clone)]
+pub struct NewRow {
+    pub device_id: String,
+    pub user_id: String,
+    pub fcm_token: String,
+    pub platform: String,
+}
+
+/// The new sends of one notification (`payload`: its JSON).
+#[derive(Debug, Clone)]
+pub struct NewSends {
+    pub id: String,
+    pub payload: String,
+    pub rows: Vec<NewRow>,
+    pub claim: Option<String>,
+    pub due_at: i64,
+    pub created_at: i64,
+    pub deadline_at: i64,
 }
 
 /// A change to one send held by `claim`.
@@ -67,12 +80,15 @@ pub enum Finished {
     Last { accepted: bool },
 }
 
-const INSERT: &str = "INSERT INTO push_queue (notification_id, device_id, user_id, fcm_token, \
-     platform, attempts, due_at, created_at, deadline_at, last_error, claim, payload) \
-     VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, NULL, $9, $10) \
-     ON CONFLICT (notification_id, device_id) DO NOTHING";
-const INSERT_BATCH: &str = "INSERT INTO push_batches (notification_id, remaining, accepted) \
-     VALUES ($1, $2, 0) ON CONFLICT (notification_id) \
+/// Rows per multi-row statement: 11 parameters each, well under SQLite's 32 766.
+const ROWS_PER_STATEMENT: usize = 1000;
+const INSERT_ROWS: &str =
+    "INSERT INTO push_queue (notification_id, device_id, user_id, fcm_token, \
+     platform, attempts, due_at, created_at, deadline_at, claim, payload) ";
+const INSERT_ROWS_TAIL: &str = " ON CONFLICT (notification_id, device_id) DO NOTHING \
+     RETURNING notification_id, device_id";
+const INSERT_BATCHES: &str = "INSERT INTO push_batches (notification_id, remaining, accepted) ";
+const INSERT_BATCHES_TAIL: &str = " ON CONFLICT (notification_id) \
      DO UPDATE SET remaining = push_batches.remaining + excluded.remaining";
 const CLAIM: &str = "UPDATE push_queue SET claim = $1, due_at = $2 \
      WHERE (notification_id, device_id) IN (SELECT notification_id, device_id FROM push_queue \
@@ -91,52 +107,67 @@ const PROGRESS: &str = "SELECT attempts, due_at, claim FROM push_queue WHERE not
 const RECOVER: &str = "UPDATE push_queue SET claim = NULL, due_at = $1 WHERE claim IS NOT NULL";
 
 impl Store {
-    /// Stores the sends of notification `id` (`payload`: its JSON), due at `due_at`; with
-    /// `claim`, held by that claim until `due_at`. A send already queued is kept as it is;
-    /// returns the device ids of those stored now.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn queue_put(
-        &self,
-        id: &str,
-        payload: &str,
-        rows: &[NewRow<'_>],
-        claim: Option<&str>,
-        due_at: i64,
-        created_at: i64,
-        deadline_at: i64,
-    ) -> Result<Vec<String>, StoreError> {
-        let stored = on_pool!(self, pool => {
+    /// Stores the sends of several notifications in one transaction, each due at its `due_at`
+    /// and, with a `claim`, held by it until then. A send already queued (or twice in `puts`) is
+    /// kept as it first was; returns, for each put, the device ids of the sends stored now.
+    /// Multi-row statements: each statement is a round trip to the database (for SQLite, to
+    /// sqlx's worker thread), so a batch costs a handful of them whatever its size.
+    pub async fn queue_put_many(&self, puts: &[NewSends]) -> Result<Vec<Vec<String>>, StoreError> {
+        let returned: Vec<(String, String)> = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let mut stored = Vec::with_capacity(rows.len());
-            for r in rows {
-                let n = sqlx::query(INSERT)
-                    .bind(id)
-                    .bind(r.device_id)
-                    .bind(r.user_id)
-                    .bind(r.fcm_token)
-                    .bind(r.platform)
-                    .bind(due_at)
-                    .bind(created_at)
-                    .bind(deadline_at)
-                    .bind(claim)
-                    .bind(payload)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if n > 0 {
-                    stored.push(r.device_id.to_string());
+            let mut returned = Vec::new();
+            let rows: Vec<(&NewSends, &NewRow)> = puts
+                .iter()
+                .flat_map(|p| p.rows.iter().map(move |r| (p, r)))
+                .collect();
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = sqlx::QueryBuilder::new(INSERT_ROWS);
+                qb.push_values(chunk, |mut b, (p, r)| {
+                    b.push_bind(p.id.as_str())
+                        .push_bind(r.device_id.as_str())
+                        .push_bind(r.user_id.as_str())
+                        .push_bind(r.fcm_token.as_str())
+                        .push_bind(r.platform.as_str())
+                        .push_bind(0_i64)
+                        .push_bind(p.due_at)
+                        .push_bind(p.created_at)
+                        .push_bind(p.deadline_at)
+                        .push_bind(p.claim.as_deref())
+                        .push_bind(p.payload.as_str());
+                });
+                qb.push(INSERT_ROWS_TAIL);
+                let got: Vec<(String, String)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                returned.extend(got);
+            }
+            // One count per notification: a row of push_batches may be touched once per statement.
+            let mut counts: Vec<(&str, i64)> = Vec::new();
+            for (id, _) in &returned {
+                match counts.iter_mut().find(|(n, _)| *n == id.as_str()) {
+                    Some((_, c)) => *c += 1,
+                    None => counts.push((id.as_str(), 1)),
                 }
             }
-            if !stored.is_empty() {
-                sqlx::query(INSERT_BATCH)
-                    .bind(id)
-                    .bind(stored.len() as i64)
-                    .execute(&mut *tx)
-                    .await?;
+            for chunk in counts.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = sqlx::QueryBuilder::new(INSERT_BATCHES);
+                qb.push_values(chunk, |mut b, (id, n)| {
+                    b.push_bind(*id).push_bind(*n).push_bind(0_i64);
+                });
+                qb.push(INSERT_BATCHES_TAIL);
+                qb.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
-            stored
+            returned
         });
+        // Each stored send to the first put that asked for it.
+        let mut stored: Vec<Vec<String>> = vec![Vec::new(); puts.len()];
+        for (id, device) in returned {
+            if let Some(i) = puts
+                .iter()
+                .position(|p| p.id == id && p.rows.iter().any(|r| r.device_id == device))
+            {
+                stored[i].push(device);
+            }
+        }
         Ok(stored)
     }
 

@@ -11,23 +11,35 @@ use super::{
     QueueStats,
 };
 use crate::notification::Notification;
-use crate::store::{Applied, Change, Device, NewRow, Platform, QueueRow, Store};
+use crate::store::{Applied, Change, Device, NewRow, NewRows, Platform, QueueRow, Store};
 use crate::time::unix_millis;
 
 /// Most changes one transaction applies.
 const WRITE_BATCH: usize = 512;
+/// Most notifications whose sends one transaction stores.
+const PUT_BATCH: usize = 256;
+
+type Reply<T> = oneshot::Sender<Result<T, QueueError>>;
 
 pub struct SqlQueue {
     store: Store,
     /// Ends and retries go through one writer that commits them in batches.
-    writes: mpsc::UnboundedSender<(Change, oneshot::Sender<Result<Applied, QueueError>>)>,
+    writes: mpsc::UnboundedSender<(Change, Reply<Applied>)>,
+    /// New sends too: under load one commit stores the sends of many notifies.
+    puts: mpsc::UnboundedSender<(NewRows, Reply<Vec<String>>)>,
 }
 
 impl SqlQueue {
     pub fn new(store: Store) -> SqlQueue {
         let (writes, rx) = mpsc::unbounded_channel();
         tokio::spawn(write_batches(store.clone(), rx));
-        SqlQueue { store, writes }
+        let (puts, rx) = mpsc::unbounded_channel();
+        tokio::spawn(put_batches(store.clone(), rx));
+        SqlQueue {
+            store,
+            writes,
+            puts,
+        }
     }
 
     fn apply(&self, change: Change) -> QueueFuture<Applied> {
@@ -39,6 +51,27 @@ impl SqlQueue {
                 .map_err(|_| QueueError("push queue writer stopped".into()))?
         }
         .boxed()
+    }
+}
+
+/// Stores the new sends waiting, those of up to [`PUT_BATCH`] notifications per transaction:
+/// under load one commit serves many notifies; alone, a put is stored at once.
+async fn put_batches(store: Store, mut rx: mpsc::UnboundedReceiver<(NewRows, Reply<Vec<String>>)>) {
+    let mut batch = Vec::with_capacity(PUT_BATCH);
+    while rx.recv_many(&mut batch, PUT_BATCH).await > 0 {
+        let (puts, replies): (Vec<NewRows>, Vec<_>) = batch.drain(..).unzip();
+        match store.queue_put_many(&puts).await {
+            Ok(stored) => {
+                for (reply, s) in replies.into_iter().zip(stored) {
+                    let _ = reply.send(Ok(s));
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(failed(&e)));
+                }
+            }
+        }
     }
 }
 
@@ -103,28 +136,38 @@ fn entry(row: QueueRow, claim: &Arc<str>) -> Option<Entry> {
 
 impl PushQueue for SqlQueue {
     fn put(&self, sends: NewSends<'_>) -> QueueFuture<Vec<String>> {
-        let store = self.store.clone();
-        let n = sends.notification.clone();
-        let devices = sends.devices.to_vec();
-        let claim = sends.claim.map(str::to_string);
-        let (due, deadline) = (ms(sends.due_ms), ms(sends.deadline_ms));
+        let n = sends.notification;
+        let payload = n.json();
+        let put = std::str::from_utf8(&payload)
+            .map_err(failed)
+            .map(|payload| NewRows {
+                id: n.id.to_string(),
+                payload: payload.to_string(),
+                rows: sends
+                    .devices
+                    .iter()
+                    .map(|d| NewRow {
+                        device_id: d.device_id.to_string(),
+                        user_id: d.user_id.to_string(),
+                        fcm_token: d.token.to_string(),
+                        platform: d.platform.as_str().to_string(),
+                    })
+                    .collect(),
+                claim: sends.claim.map(str::to_string),
+                due_at: ms(sends.due_ms),
+                created_at: ms(unix_millis()),
+                deadline_at: ms(sends.deadline_ms),
+            });
+        let (tx, rx) = oneshot::channel();
+        let sent = put.and_then(|put| {
+            self.puts
+                .send((put, tx))
+                .map_err(|_| QueueError("push queue writer stopped".into()))
+        });
         async move {
-            let rows: Vec<NewRow<'_>> = devices
-                .iter()
-                .map(|d| NewRow {
-                    device_id: &d.device_id,
-                    user_id: &d.user_id,
-                    fcm_token: &d.token,
-                    platform: d.platform.as_str(),
-                })
-                .collect();
-            let payload = n.json();
-            let payload = std::str::from_utf8(&payload).map_err(failed)?;
-            let now = ms(unix_millis());
-            store
-                .queue_put(&n.id, payload, &rows, claim.as_deref(), due, now, deadline)
-                .await
-                .map_err(failed)
+            sent?;
+            rx.await
+                .map_err(|_| QueueError("push queue writer stopped".into()))?
         }
         .boxed()
     }
