@@ -1,5 +1,6 @@
 //! The queue in the store's database, for one node (the rows in `store::push_queue`).
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -11,7 +12,9 @@ use super::{
     QueueStats,
 };
 use crate::notification::Notification;
-use crate::store::{Applied, Change, Device, NewRow, NewRows, Platform, QueueRow, Store};
+use crate::store::{
+    Applied, Change, Device, NewRow, NewRows, Platform, QueueRow, Store, StoreError,
+};
 use crate::time::unix_millis;
 
 /// Most changes one transaction applies.
@@ -31,73 +34,74 @@ pub struct SqlQueue {
 
 impl SqlQueue {
     pub fn new(store: Store) -> SqlQueue {
-        let (writes, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(store.clone(), rx));
-        let (puts, rx) = mpsc::unbounded_channel();
-        tokio::spawn(put_batches(store.clone(), rx));
+        let writes = spawn_writer(WRITE_BATCH, {
+            let store = store.clone();
+            move |changes: Vec<Change>| {
+                let store = store.clone();
+                async move { store.queue_apply(&changes).await }
+            }
+        });
+        let puts = spawn_writer(PUT_BATCH, {
+            let store = store.clone();
+            move |puts: Vec<NewRows>| {
+                let store = store.clone();
+                async move { store.queue_put_many(&puts).await }
+            }
+        });
         SqlQueue {
             store,
             writes,
             puts,
         }
     }
-
-    fn apply(&self, change: Change) -> QueueFuture<Applied> {
-        let (tx, rx) = oneshot::channel();
-        let sent = self.writes.send((change, tx));
-        async move {
-            sent.map_err(|_| QueueError("push queue writer stopped".into()))?;
-            rx.await
-                .map_err(|_| QueueError("push queue writer stopped".into()))?
-        }
-        .boxed()
-    }
 }
 
-/// Stores the new sends waiting, those of up to [`PUT_BATCH`] notifications per transaction:
-/// under load one commit serves many notifies; alone, a put is stored at once.
-async fn put_batches(store: Store, mut rx: mpsc::UnboundedReceiver<(NewRows, Reply<Vec<String>>)>) {
-    let mut batch = Vec::with_capacity(PUT_BATCH);
-    while rx.recv_many(&mut batch, PUT_BATCH).await > 0 {
-        let (puts, replies): (Vec<NewRows>, Vec<_>) = batch.drain(..).unzip();
-        match store.queue_put_many(&puts).await {
-            Ok(stored) => {
-                for (reply, s) in replies.into_iter().zip(stored) {
-                    let _ = reply.send(Ok(s));
+/// A writer task for one kind of write: it takes what waits, up to `max` per call of `write`
+/// (one transaction), so under load one commit serves many callers; alone, a write is made at
+/// once. Each caller gets its own result, or the batch's error.
+fn spawn_writer<T, R, F, Fut>(max: usize, write: F) -> mpsc::UnboundedSender<(T, Reply<R>)>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(Vec<T>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Vec<R>, StoreError>> + Send,
+{
+    let (tx, mut rx) = mpsc::unbounded_channel::<(T, Reply<R>)>();
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(max);
+        while rx.recv_many(&mut batch, max).await > 0 {
+            let (items, replies): (Vec<T>, Vec<_>) = batch.drain(..).unzip();
+            match write(items).await {
+                Ok(results) => {
+                    for (reply, r) in replies.into_iter().zip(results) {
+                        let _ = reply.send(Ok(r));
+                    }
                 }
-            }
-            Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(failed(&e)));
+                Err(e) => {
+                    let e = failed(e);
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
                 }
             }
         }
-    }
+    });
+    tx
 }
 
-/// Applies the changes waiting, up to [`WRITE_BATCH`] per transaction: under load one commit
-/// serves many sends; alone, a change is applied at once.
-async fn write_batches(
-    store: Store,
-    mut rx: mpsc::UnboundedReceiver<(Change, oneshot::Sender<Result<Applied, QueueError>>)>,
-) {
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
-    while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-        let (changes, replies): (Vec<Change>, Vec<_>) = batch.drain(..).unzip();
-        match store.queue_apply(&changes).await {
-            Ok(applied) => {
-                for (reply, a) in replies.into_iter().zip(applied) {
-                    let _ = reply.send(Ok(a));
-                }
-            }
-            Err(e) => {
-                let e = failed(e);
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
-        }
+/// Hands `item` to a writer and waits for its result.
+fn submit<T: Send + 'static, R: Send + 'static>(
+    writer: &mpsc::UnboundedSender<(T, Reply<R>)>,
+    item: T,
+) -> QueueFuture<R> {
+    let (tx, rx) = oneshot::channel();
+    let sent = writer.send((item, tx));
+    async move {
+        sent.map_err(|_| QueueError("push queue writer stopped".into()))?;
+        rx.await
+            .map_err(|_| QueueError("push queue writer stopped".into()))?
     }
+    .boxed()
 }
 
 fn failed(e: impl std::fmt::Display) -> QueueError {
@@ -158,18 +162,10 @@ impl PushQueue for SqlQueue {
                 created_at: ms(unix_millis()),
                 deadline_at: ms(sends.deadline_ms),
             });
-        let (tx, rx) = oneshot::channel();
-        let sent = put.and_then(|put| {
-            self.puts
-                .send((put, tx))
-                .map_err(|_| QueueError("push queue writer stopped".into()))
-        });
-        async move {
-            sent?;
-            rx.await
-                .map_err(|_| QueueError("push queue writer stopped".into()))?
+        match put {
+            Ok(put) => submit(&self.puts, put),
+            Err(e) => async move { Err(e) }.boxed(),
         }
-        .boxed()
     }
 
     fn claim(&self, claim: Arc<str>, limit: usize, lease_end_ms: u64) -> QueueFuture<Vec<Entry>> {
@@ -186,12 +182,15 @@ impl PushQueue for SqlQueue {
 
     fn finish(&self, entry: &Entry, accepted: bool) -> QueueFuture<Finished> {
         let (id, device_id, claim) = keys(entry);
-        let applied = self.apply(Change::Finish {
-            id,
-            device_id,
-            claim: claim.to_string(),
-            accepted,
-        });
+        let applied = submit(
+            &self.writes,
+            Change::Finish {
+                id,
+                device_id,
+                claim: claim.to_string(),
+                accepted,
+            },
+        );
         async move {
             match applied.await? {
                 Applied::Finished(f) => Ok(f),
@@ -203,14 +202,17 @@ impl PushQueue for SqlQueue {
 
     fn retry(&self, entry: &Entry, due_ms: u64, error: &str) -> QueueFuture<bool> {
         let (id, device_id, claim) = keys(entry);
-        let applied = self.apply(Change::Retry {
-            id,
-            device_id,
-            claim: claim.to_string(),
-            due_at: ms(due_ms),
-            attempts: i64::from(entry.attempts) + 1,
-            error: error.to_string(),
-        });
+        let applied = submit(
+            &self.writes,
+            Change::Retry {
+                id,
+                device_id,
+                claim: claim.to_string(),
+                due_at: ms(due_ms),
+                attempts: i64::from(entry.attempts) + 1,
+                error: error.to_string(),
+            },
+        );
         async move {
             match applied.await? {
                 Applied::Retried(r) => Ok(r),
