@@ -9,7 +9,9 @@ mod devices;
 mod push_queue;
 
 pub use devices::{Device, Platform};
-pub use push_queue::{Applied, Change, Finished, NewRow, NewSends as NewRows, QueueRow};
+pub use push_queue::{
+    Applied, Change, Finished, NewRow, NewSends as NewRows, QueueRow, Write, Written,
+};
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -79,9 +81,16 @@ impl Store {
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(5));
+                .busy_timeout(Duration::from_secs(5))
+                // sqlx hands a statement's rows over from its SQLite thread through a channel
+                // of this many: room for a whole multi-row RETURNING (the push queue's) spares
+                // that thread a wait, and a wake-up, per 50 rows.
+                .row_buffer_size(4096);
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
+                // A ping per acquire is a round trip to the connection's thread; an in-process
+                // database does not go away between two uses.
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(5))
                 .connect_with(options)
                 .await?;

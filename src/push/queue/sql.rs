@@ -1,6 +1,5 @@
 //! The queue in the store's database, for one node (the rows in `store::push_queue`).
 
-use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,68 +12,61 @@ use super::{
 };
 use crate::notification::Notification;
 use crate::store::{
-    Applied, Change, Device, NewRow, NewRows, Platform, QueueRow, Store, StoreError,
+    Applied, Change, Device, NewRow, NewRows, Platform, QueueRow, Store, Write, Written,
 };
 use crate::time::unix_millis;
 
-/// Most changes one transaction applies.
-const WRITE_BATCH: usize = 512;
-/// Most notifications whose sends one transaction stores.
-const PUT_BATCH: usize = 256;
+/// Most writes one transaction applies. Under load the batches fill up: a larger one costs
+/// the callers in it a longer wait, a smaller one more commits.
+const WRITE_BATCH: usize = 1024;
 
-type Reply<T> = oneshot::Sender<Result<T, QueueError>>;
+type Reply = oneshot::Sender<Result<Written, QueueError>>;
 
 pub struct SqlQueue {
     store: Store,
-    /// Ends and retries go through one writer that commits them in batches.
-    writes: mpsc::UnboundedSender<(Change, Reply<Applied>)>,
-    /// New sends too: under load one commit stores the sends of many notifies.
-    puts: mpsc::UnboundedSender<(NewRows, Reply<Vec<String>>)>,
+    /// Every write (puts, ends, retries, claims) goes through one writer that commits them in
+    /// batches: one commit serves many callers, and no two transactions of this queue wait for
+    /// SQLite's write lock (a wait that SQLite's busy handler sleeps through).
+    writes: mpsc::UnboundedSender<(Write, Reply)>,
 }
 
 impl SqlQueue {
     pub fn new(store: Store) -> SqlQueue {
-        let writes = spawn_writer(WRITE_BATCH, {
-            let store = store.clone();
-            move |changes: Vec<Change>| {
-                let store = store.clone();
-                async move { store.queue_apply(&changes).await }
-            }
-        });
-        let puts = spawn_writer(PUT_BATCH, {
-            let store = store.clone();
-            move |puts: Vec<NewRows>| {
-                let store = store.clone();
-                async move { store.queue_put_many(&puts).await }
-            }
-        });
-        SqlQueue {
-            store,
-            writes,
-            puts,
+        let writes = spawn_writer(store.clone());
+        SqlQueue { store, writes }
+    }
+
+    /// Hands `write` to the writer; `pick` takes its answer out of the `Written` it gets.
+    fn submit<R: Send + 'static>(
+        &self,
+        write: Write,
+        pick: fn(Written) -> Option<R>,
+    ) -> QueueFuture<R> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.writes.send((write, tx));
+        async move {
+            sent.map_err(|_| QueueError("push queue writer stopped".into()))?;
+            let written = rx
+                .await
+                .map_err(|_| QueueError("push queue writer stopped".into()))??;
+            pick(written).ok_or_else(|| QueueError("unexpected answer".into()))
         }
+        .boxed()
     }
 }
 
-/// A writer task for one kind of write: it takes what waits, up to `max` per call of `write`
-/// (one transaction), so under load one commit serves many callers; alone, a write is made at
-/// once. Each caller gets its own result, or the batch's error.
-fn spawn_writer<T, R, F, Fut>(max: usize, write: F) -> mpsc::UnboundedSender<(T, Reply<R>)>
-where
-    T: Send + 'static,
-    R: Send + 'static,
-    F: Fn(Vec<T>) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<Vec<R>, StoreError>> + Send,
-{
-    let (tx, mut rx) = mpsc::unbounded_channel::<(T, Reply<R>)>();
+/// The writer task: it takes what waits, up to `WRITE_BATCH` per transaction; alone, a write
+/// is made at once. Each caller gets its own answer, or the batch's error.
+fn spawn_writer(store: Store) -> mpsc::UnboundedSender<(Write, Reply)> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Write, Reply)>();
     tokio::spawn(async move {
-        let mut batch = Vec::with_capacity(max);
-        while rx.recv_many(&mut batch, max).await > 0 {
-            let (items, replies): (Vec<T>, Vec<_>) = batch.drain(..).unzip();
-            match write(items).await {
-                Ok(results) => {
-                    for (reply, r) in replies.into_iter().zip(results) {
-                        let _ = reply.send(Ok(r));
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+            let (writes, replies): (Vec<Write>, Vec<Reply>) = batch.drain(..).unzip();
+            match store.queue_write(&writes).await {
+                Ok(written) => {
+                    for (reply, w) in replies.into_iter().zip(written) {
+                        let _ = reply.send(Ok(w));
                     }
                 }
                 Err(e) => {
@@ -87,21 +79,6 @@ where
         }
     });
     tx
-}
-
-/// Hands `item` to a writer and waits for its result.
-fn submit<T: Send + 'static, R: Send + 'static>(
-    writer: &mpsc::UnboundedSender<(T, Reply<R>)>,
-    item: T,
-) -> QueueFuture<R> {
-    let (tx, rx) = oneshot::channel();
-    let sent = writer.send((item, tx));
-    async move {
-        sent.map_err(|_| QueueError("push queue writer stopped".into()))?;
-        rx.await
-            .map_err(|_| QueueError("push queue writer stopped".into()))?
-    }
-    .boxed()
 }
 
 fn failed(e: impl std::fmt::Display) -> QueueError {
@@ -163,18 +140,29 @@ impl PushQueue for SqlQueue {
                 deadline_at: ms(sends.deadline_ms),
             });
         match put {
-            Ok(put) => submit(&self.puts, put),
+            Ok(put) => self.submit(Write::Put(put), |w| match w {
+                Written::Stored(stored) => Some(stored),
+                _ => None,
+            }),
             Err(e) => async move { Err(e) }.boxed(),
         }
     }
 
     fn claim(&self, claim: Arc<str>, limit: usize, lease_end_ms: u64) -> QueueFuture<Vec<Entry>> {
-        let store = self.store.clone();
+        let rows = self.submit(
+            Write::Claim {
+                claim: claim.to_string(),
+                now: ms(unix_millis()),
+                lease_end: ms(lease_end_ms),
+                limit,
+            },
+            |w| match w {
+                Written::Claimed(rows) => Some(rows),
+                _ => None,
+            },
+        );
         async move {
-            let rows = store
-                .queue_claim(&claim, ms(unix_millis()), ms(lease_end_ms), limit)
-                .await
-                .map_err(failed)?;
+            let rows = rows.await?;
             Ok(rows.into_iter().filter_map(|r| entry(r, &claim)).collect())
         }
         .boxed()
@@ -182,44 +170,36 @@ impl PushQueue for SqlQueue {
 
     fn finish(&self, entry: &Entry, accepted: bool) -> QueueFuture<Finished> {
         let (id, device_id, claim) = keys(entry);
-        let applied = submit(
-            &self.writes,
-            Change::Finish {
+        self.submit(
+            Write::Change(Change::Finish {
                 id,
                 device_id,
                 claim: claim.to_string(),
                 accepted,
+            }),
+            |w| match w {
+                Written::Applied(Applied::Finished(f)) => Some(f),
+                _ => None,
             },
-        );
-        async move {
-            match applied.await? {
-                Applied::Finished(f) => Ok(f),
-                Applied::Retried(_) => Err(QueueError("unexpected answer".into())),
-            }
-        }
-        .boxed()
+        )
     }
 
     fn retry(&self, entry: &Entry, due_ms: u64, error: &str) -> QueueFuture<bool> {
         let (id, device_id, claim) = keys(entry);
-        let applied = submit(
-            &self.writes,
-            Change::Retry {
+        self.submit(
+            Write::Change(Change::Retry {
                 id,
                 device_id,
                 claim: claim.to_string(),
                 due_at: ms(due_ms),
                 attempts: i64::from(entry.attempts) + 1,
                 error: error.to_string(),
+            }),
+            |w| match w {
+                Written::Applied(Applied::Retried(r)) => Some(r),
+                _ => None,
             },
-        );
-        async move {
-            match applied.await? {
-                Applied::Retried(r) => Ok(r),
-                Applied::Finished(_) => Err(QueueError("unexpected answer".into())),
-            }
-        }
-        .boxed()
+        )
     }
 
     fn stats(&self) -> QueueFuture<QueueStats> {
