@@ -506,3 +506,46 @@ impl Store {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sends(keys: &[(&str, &str)]) -> HashSet<(String, String)> {
+        keys.iter()
+            .map(|(n, d)| (n.to_string(), d.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn only_the_last_removed_send_of_an_ended_batch_ends_its_notification() {
+        let finishes = [
+            ("n1", "a", "k", true),
+            ("n1", "b", "k", false),
+            ("n2", "a", "k", false),
+            ("n3", "a", "k", false),
+            ("n1", "c", "k", false),
+            ("n4", "a", "k", true),
+        ];
+        let removed = sends(&[("n1", "a"), ("n1", "b"), ("n2", "a"), ("n4", "a")]);
+        let left = HashMap::from([
+            ("n1".to_string(), (0, 1)),
+            ("n2".to_string(), (2, 0)),
+        ]);
+        assert_eq!(
+            finished(&finishes, &removed, &left),
+            [
+                Finished::Done,
+                Finished::Last { accepted: true },
+                Finished::Done,
+                Finished::Lost,
+                Finished::Lost,
+                Finished::Last { accepted: true },
+            ]
+        );
+        assert_eq!(
+            count_downs(&finishes, &removed),
+            [("n1", 2, 1), ("n2", 1, 0), ("n4", 1, 1)]
+        );
+    }
+}

@@ -328,6 +328,54 @@ mod tests {
         assert_eq!(q.progress(&n.id).await.unwrap(), None);
     }
 
+    #[tokio::test]
+    async fn the_sends_of_one_notification_ended_in_one_batch_end_it_exactly_once() {
+        let (q, _dir) = queue().await;
+        let req: NotifyRequest =
+            serde_json::from_str(r#"{"user_id":"u","data":{"k":"v"}}"#).unwrap();
+        let n = Arc::new(req.accept().unwrap());
+        let devices = [device("a"), device("b"), device("c"), device("d")];
+        let now = unix_millis();
+        q.put(NewSends {
+            notification: &n,
+            devices: &devices,
+            claim: None,
+            due_ms: now,
+            deadline_ms: now + 600_000,
+        })
+        .await
+        .unwrap();
+        let taken = q.claim("c1".into(), 10, now + 60_000).await.unwrap();
+        assert_eq!(taken.len(), 4);
+        let stale = Entry {
+            claim: "someone-else".into(),
+            ..clone_entry(&taken[3])
+        };
+        // Handed to the writer together, so that one transaction applies them: a retry, a
+        // change by a claim that does not hold its send, and two ends.
+        let (retried, lost, first, second) = tokio::join!(
+            q.retry(&taken[0], now, "unavailable"),
+            q.finish(&stale, true),
+            q.finish(&taken[1], false),
+            q.finish(&taken[2], true),
+        );
+        assert!(retried.unwrap());
+        assert_eq!(lost.unwrap(), Finished::Lost);
+        assert_eq!(first.unwrap(), Finished::Done);
+        assert_eq!(second.unwrap(), Finished::Done);
+        // The same send twice in one batch: applied one after the other.
+        let (end, again) = tokio::join!(q.finish(&taken[3], false), q.finish(&taken[3], true));
+        assert_eq!(end.unwrap(), Finished::Done);
+        assert_eq!(again.unwrap(), Finished::Lost);
+        let last = q.claim("c2".into(), 10, now + 60_000).await.unwrap();
+        assert_eq!(last.len(), 1);
+        assert_eq!(
+            q.finish(&last[0], false).await.unwrap(),
+            Finished::Last { accepted: true }
+        );
+        assert_eq!(q.stats().await.unwrap().depth, 0);
+    }
+
     fn clone_entry(e: &Entry) -> Entry {
         Entry {
             notification: e.notification.clone(),
