@@ -113,6 +113,8 @@ while :; do
     sleep 0.2
 done
 end=$(date +%s.%N)
+curl -fsS "$SB/metrics" | grep -E '^switchboard_push_(retries|abandoned)' >&2 || true
+grep -E 'WARN|ERROR' "$RUN/sb.log" | sed -E 's/^[^ ]+ +//' | sort | uniq -c | sort -rn | head -5 >&2 || true
 accepted=$(mock_accepted)
 distinct=$(curl -fsS "$MOCK/_mock/messages" | python3 -c '
 import json, sys

@@ -49,6 +49,8 @@ pub struct SenderConfig {
     pub max_in_flight: usize,
     pub retry: RetryPolicy,
     pub lease: Duration,
+    /// Longest a provider may take to answer (`fcm.request_timeout_secs`).
+    pub request_timeout: Duration,
     pub queue_max: u64,
 }
 
@@ -59,6 +61,7 @@ impl SenderConfig {
             max_in_flight: cfg.fcm.max_in_flight,
             retry: RetryPolicy::new(cfg),
             lease: Duration::from_secs(cfg.push.lease_secs),
+            request_timeout: Duration::from_secs(cfg.fcm.request_timeout_secs),
             queue_max: cfg.push.queue_max,
         }
     }
@@ -80,6 +83,9 @@ struct Core {
     queue: SharedQueue,
     retry: RetryPolicy,
     lease_ms: u64,
+    /// A send claimed at its put starts only this long after it (its lease must outlast the
+    /// provider's answer); later, it is left to the sweep once its lease has ended.
+    start_within_ms: u64,
     queue_max: u64,
     store: Store,
     ledger: SharedLedger,
@@ -123,6 +129,7 @@ impl Sender {
             queue,
             retry: cfg.retry,
             lease_ms: cfg.lease.as_millis() as u64,
+            start_within_ms: cfg.lease.saturating_sub(cfg.request_timeout).as_millis() as u64,
             queue_max: cfg.queue_max,
             store,
             ledger,
@@ -280,6 +287,12 @@ impl Core {
                 break;
             };
             self.metrics.fcm_queue_depth.dec();
+            if unix_millis() > entry.created_ms + self.start_within_ms {
+                // It waited here (behind retries, a backlog) so long that its claim may run
+                // out mid-send and the sweep send it too: the sweep sends it instead.
+                drop(slot);
+                continue;
+            }
             let core = self.clone();
             tokio::spawn(async move {
                 core.send_one(entry).await;
