@@ -10,10 +10,10 @@
 #
 # BACKLOG_USERS [20000] offline users the sends go to (several per user); BACKLOG_RATE [5000]/s.
 #
-# Ports (127.0.0.1): BACKLOG_SB_PORT [18180], BACKLOG_MOCK_PORT [14100].
+# Ports (127.0.0.1): BACKLOG_SB_PORT [18180], BACKLOG_MOCK_PORT [14100]. BACKLOG_BIN_DIR [target/release].
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN=$ROOT/target/release
+BIN=${BACKLOG_BIN_DIR:-$ROOT/target/release}
 SENDS=${BACKLOG_SENDS:-100000}
 BROKER=${BACKLOG_BROKER:-memory}
 SB_PORT=${BACKLOG_SB_PORT:-18180}
@@ -65,12 +65,12 @@ curl -fsS -X POST "$MOCK/_mock/faults" -H 'content-type: application/json' \
 # also fails once and is rescheduled, so one window of SENDS / RATE seconds falls short.
 round=0
 depth=0
-while [ "$depth" -lt "$SENDS" ] && [ "$round" -lt 20 ]; do
+while [ "$depth" -lt "$SENDS" ] && [ "$round" -lt 40 ]; do
     round=$((round + 1))
     left=$((SENDS - depth))
     log "outage, round $round: publishing $left notifications to $USERS offline users at $RATE/s"
     "$BIN/loadgen" fcm --url "$SB" --users "$USERS" --rate "$RATE" \
-        --duration "$(python3 -c "print(max(1.0, $left / $RATE))")" --mock-url "$MOCK" \
+        --duration "$(python3 -c "print(max(5.0, $left / $RATE))")" --mock-url "$MOCK" \
         --fcm-drain-secs 0 --server-pid "$SB_PID" >"$RUN/loadgen.json" 2>"$RUN/loadgen.log" ||
         { tail -5 "$RUN/loadgen.log"; exit 1; }
     sleep 1.5 # the depth gauge is refreshed every second

@@ -453,7 +453,9 @@ impl Store {
         let mut first: HashMap<(&str, &str), usize> = HashMap::new();
         for (i, p) in puts.iter().enumerate() {
             for r in &p.rows {
-                first.entry((p.id.as_str(), r.device_id.as_str())).or_insert(i);
+                first
+                    .entry((p.id.as_str(), r.device_id.as_str()))
+                    .or_insert(i);
             }
         }
         let mut stored: Vec<Vec<String>> = vec![Vec::new(); puts.len()];
@@ -528,10 +530,7 @@ mod tests {
             ("n4", "a", "k", true),
         ];
         let removed = sends(&[("n1", "a"), ("n1", "b"), ("n2", "a"), ("n4", "a")]);
-        let left = HashMap::from([
-            ("n1".to_string(), (0, 1)),
-            ("n2".to_string(), (2, 0)),
-        ]);
+        let left = HashMap::from([("n1".to_string(), (0, 1)), ("n2".to_string(), (2, 0))]);
         assert_eq!(
             finished(&finishes, &removed, &left),
             [
