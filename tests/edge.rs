@@ -190,8 +190,9 @@ async fn a_connection_silent_after_its_first_bytes_is_closed_after_the_header_ti
         let after = closed_after(&mut tcp, WAIT).await;
         let shown = String::from_utf8_lossy(first);
         let after = after.unwrap_or_else(|| panic!("{shown:?}: still open"));
+        // Each connection's deadline falls in the last quarter of the timeout (750-1000 ms).
         assert!(
-            after >= Duration::from_millis(900),
+            after >= Duration::from_millis(700),
             "{shown:?}: closed after {after:?}"
         );
     }
