@@ -153,6 +153,9 @@ pub struct PushConfig {
 pub struct LimitsConfig {
     pub producer_rate_per_sec: u32,
     pub producer_burst: u32,
+    /// How long a request refused by the producer rate limit waits for its 429 (at most its
+    /// `Retry-After`).
+    pub producer_refusal_delay_ms: u64,
     pub stream_opens_per_user_per_min: u32,
     pub stream_opens_per_user_burst: u32,
     pub stream_opens_per_ip_per_sec: u32,

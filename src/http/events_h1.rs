@@ -9,7 +9,7 @@
 //! with the bytes read so far, where the same route answers it. Authentication, parameters, replay and
 //! registration are the route's own [`super::events::open`]; errors are its `ApiError`s.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice, Write as _};
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -26,7 +26,7 @@ use tokio::net::TcpStream;
 use super::error::ApiError;
 use super::events::{open, STREAM_HEADERS};
 use super::AppState;
-use crate::streams::{ConnWatch, SseBody};
+use crate::streams::{ConnWatch, Hub, SseBody};
 
 /// A longer head is handed to hyper, which answers it 431 under the same limit.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -85,36 +85,62 @@ fn plain_stream_request(req: &httparse::Request<'_, '_>) -> Option<ParsedHead> {
     })
 }
 
-/// Opens the stream of a client at `peer` and writes it until it ends, then closes the
-/// connection.
-pub async fn serve(
+/// A stream opened on its connection, ready to be written by [`hold`].
+pub struct Opened {
+    tcp: TcpStream,
+    body: SseBody,
+    watch: Arc<ConnWatch>,
+}
+
+/// Opens the stream of a client at `peer`; `None` when the route refused it (its error was
+/// written and the connection closed).
+pub async fn open_stream(
     mut tcp: TcpStream,
     uri: Uri,
     headers: HeaderMap,
     peer: IpAddr,
     state: &AppState,
-) {
+) -> Option<Opened> {
     // Boxed: authentication and replay are large futures, needed only while opening.
     let opened = Box::pin(open(state, &headers, &uri, peer)).await;
     drop((uri, headers));
-    let stream = match opened {
-        Ok(stream) => stream,
+    match opened {
+        Ok(stream) => {
+            let watch = Arc::new(ConnWatch::default());
+            let body = SseBody::new(stream, state.hub.clone(), Some(watch.clone()));
+            Some(Opened { tcp, body, watch })
+        }
         Err(e) => {
             let _ = write_error(&mut tcp, e).await;
-            return;
+            None
         }
-    };
-    let hub = &state.hub;
-    let watch = Arc::new(ConnWatch::default());
-    let mut body = SseBody::new(stream, hub.clone(), Some(watch.clone()));
-    let clean = tokio::select! {
-        clean = pump(&mut tcp, &mut body) => clean,
-        // The stream is a slow consumer that stopped reading: drop the connection.
-        _ = watch.aborted() => false,
-    };
-    // Unregisters the stream (its unwritten notifications go to FCM), then counts how it ended.
-    drop(body);
-    watch.finish(clean, hub);
+    }
+}
+
+/// Writes an opened stream until it ends, then closes the connection; `guard` (what the
+/// connection holds: its slot under the cap, the graceful-shutdown watcher) is dropped last.
+///
+/// An idle stream is mostly this future, so it is kept to what the stream's life needs: an
+/// `async move` block that uses its captures in place (an `async fn` would hold a second copy
+/// of each argument), with nothing of the opening in it.
+pub fn hold<G: Send + 'static>(
+    mut opened: Opened,
+    hub: Arc<Hub>,
+    guard: G,
+) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        let clean = tokio::select! {
+            clean = pump(&mut opened.tcp, &mut opened.body) => clean,
+            // The stream is a slow consumer that stopped reading: drop the connection.
+            _ = opened.watch.aborted() => false,
+        };
+        let Opened { tcp, body, watch } = opened;
+        // Unregisters the stream (its unwritten notifications go to FCM), then counts how it
+        // ended.
+        drop(body);
+        watch.finish(clean, &hub);
+        drop((tcp, guard));
+    }
 }
 
 /// What the writer waits for.

@@ -15,6 +15,7 @@ use super::AppState;
 use crate::auth::{bearer, AuthError, ClientClaims, ProducerId};
 use crate::backend::ledger::Owner;
 use crate::json::Object;
+use crate::limits::Limited;
 use crate::metrics::ConnTimeout;
 
 /// A JSON body: `Content-Type: application/json` (or `+json`), within the body limit, parsed
@@ -118,9 +119,20 @@ impl FromRequestParts<AppState> for Producer {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let key = bearer(parts.headers.get(header::AUTHORIZATION)).ok_or(AuthError::Missing)?;
         let producer = state.auth.verify_producer(key)?;
-        state.limits.charge_producer(producer, 1)?;
+        if let Err(limited) = state.limits.charge_producer(producer, 1) {
+            return Err(refuse_producer(state, limited).await);
+        }
         Ok(Producer(producer))
     }
+}
+
+/// A producer's request over its rate limit: the 429, after the limit's refusal delay.
+pub async fn refuse_producer(state: &AppState, limited: Limited) -> ApiError {
+    let pause = state.limits.producer_refusal_delay(&limited);
+    if !pause.is_zero() {
+        tokio::time::sleep(pause).await;
+    }
+    limited.into()
 }
 
 /// The producer as the delivery ledger records it (see [`Owner`]).

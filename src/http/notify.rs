@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{owner, JsonBody, PathParam, Producer};
+use super::extract::{owner, refuse_producer, JsonBody, PathParam, Producer};
 use super::openapi::{BadRequest, BodyErrors, IdempotencyKeyInUse, NotFound, ProducerErrors};
 use super::AppState;
 use crate::auth::ProducerId;
@@ -176,7 +176,9 @@ pub async fn notify_batch(
         )));
     }
     let more = req.notifications.len() as u64 - 1;
-    state.limits.charge_producer(producer.0, more)?;
+    if let Err(limited) = state.limits.charge_producer(producer.0, more) {
+        return Err(refuse_producer(&state, limited).await);
+    }
     let routed = req.notifications.into_iter().map(|item| {
         let state = &state;
         async move {

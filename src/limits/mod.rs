@@ -55,6 +55,7 @@ struct ProducerBucket(AtomicU64);
 pub struct Limits {
     epoch: Instant,
     producer_rate: Option<Rate>,
+    producer_refusal_delay: Duration,
     /// Indexed by `ProducerId`.
     producers: Vec<ProducerBucket>,
     /// `switchboard_producer_rate_limited_total{producer}`, indexed by `ProducerId`.
@@ -85,6 +86,7 @@ impl Limits {
                 Duration::from_secs(1),
                 cfg.producer_burst,
             ),
+            producer_refusal_delay: Duration::from_millis(cfg.producer_refusal_delay_ms),
             producers: producer_names.iter().map(|_| Default::default()).collect(),
             producer_refusals: producer_names
                 .iter()
@@ -107,6 +109,14 @@ impl Limits {
             user_refusals: metrics.stream_opens_limited(OpenScope::User),
             address_refusals: metrics.stream_opens_limited(OpenScope::Address),
         }
+    }
+
+    /// How long a producer's refused request waits for its answer: a key that retries at once
+    /// instead of honouring `Retry-After` then costs the node a few answers per connection a
+    /// second rather than as many as the other end can send, and other producers keep the CPU.
+    /// Never longer than the `Retry-After` itself, so a client that honours it loses nothing.
+    pub fn producer_refusal_delay(&self, limited: &Limited) -> Duration {
+        self.producer_refusal_delay.min(limited.retry_after)
     }
 
     fn now(&self) -> Nanos {
@@ -193,6 +203,7 @@ mod tests {
         let mut cfg = LimitsConfig {
             producer_rate_per_sec: 0,
             producer_burst: 1000,
+            producer_refusal_delay_ms: 200,
             stream_opens_per_user_per_min: 0,
             stream_opens_per_user_burst: 1,
             stream_opens_per_ip_per_sec: 0,

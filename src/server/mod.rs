@@ -152,6 +152,16 @@ struct Conn {
     _slot: Slot,
 }
 
+/// The share of `server.header_timeout_secs` a connection's head deadline may fall short of it.
+const HEAD_DEADLINE_SPREAD: f64 = 0.25;
+
+/// A connection's deadline for its first head: drawn between 75 % and 100 % of the header
+/// timeout, so that connections opened in one burst (a flood, a reconnect storm behind a NAT)
+/// are not all closed in the same instant, and their peers do not all reconnect in the next.
+fn head_deadline(header_timeout: Duration) -> Duration {
+    header_timeout.mul_f64(1.0 - rand::random_range(0.0..HEAD_DEADLINE_SPREAD))
+}
+
 /// Serves one connection to its end. Its task is kept small for a stream (the reader and the
 /// hyper paths are boxed): what an idle stream costs is mostly this task.
 async fn serve_connection(
@@ -162,7 +172,7 @@ async fn serve_connection(
 ) {
     let opened = tokio::select! {
         _ = stop.cancelled() => return,
-        opened = tokio::time::timeout(shared.header_timeout, Box::pin(read_opening(&mut conn.tcp))) => opened,
+        opened = tokio::time::timeout(head_deadline(shared.header_timeout), Box::pin(read_opening(&mut conn.tcp))) => opened,
     };
     let opening = match opened {
         Ok(Ok(opening)) => opening,
@@ -175,10 +185,21 @@ async fn serve_connection(
     };
     match opening {
         Opening::Stream { uri, headers } => {
-            // Held until the stream ends: a graceful shutdown waits for it.
-            let _watcher = watcher;
-            let peer = conn.peer.ip();
-            events_h1::serve(conn.tcp, uri, headers, peer, &shared.state).await;
+            let Conn {
+                tcp,
+                peer,
+                _slot: slot,
+            } = conn;
+            let opening = events_h1::open_stream(tcp, uri, headers, peer.ip(), &shared.state);
+            let Some(opened) = Box::pin(opening).await else {
+                return;
+            };
+            // The stream lives on in a task of its own, sized for the stream alone (this one
+            // is sized for reading any opening and serving any connection): an idle stream's
+            // memory is mostly its task. The slot and the watcher go with it: the stream
+            // counts under the cap, and a graceful shutdown waits for it.
+            let hub = shared.state.hub.clone();
+            tokio::spawn(events_h1::hold(opened, hub, (slot, watcher)));
         }
         Opening::Http1(read) => Box::pin(serve_h1(conn, read, shared, watcher)).await,
         Opening::Http2(read) => Box::pin(serve_h2(conn, read, shared, watcher, stop)).await,
@@ -238,7 +259,7 @@ async fn serve_h2(
     };
     let io = Rewind::new(read, conn.tcp);
     let mut serving = pin!(shared.h2.serve_connection(io, service));
-    let idle = streams.idle(shared.header_timeout, shared.idle_timeout);
+    let idle = streams.idle(head_deadline(shared.header_timeout), shared.idle_timeout);
     let outcome = tokio::select! {
         r = serving.as_mut() => r,
         _ = stop.cancelled() => {
@@ -272,5 +293,24 @@ fn ended_cleanly(outcome: Result<(), hyper::Error>, shared: &Shared, kind: ConnT
             tracing::debug!(error = %e, "connection broke");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_deadlines_spread_over_the_last_quarter_of_the_header_timeout() {
+        let timeout = Duration::from_secs(10);
+        let drawn: Vec<Duration> = (0..1000).map(|_| head_deadline(timeout)).collect();
+        assert!(drawn
+            .iter()
+            .all(|d| *d > timeout.mul_f64(0.75) && *d <= timeout));
+        let (min, max) = (drawn.iter().min().unwrap(), drawn.iter().max().unwrap());
+        assert!(
+            *max - *min > Duration::from_secs(2),
+            "spread {min:?}..{max:?}"
+        );
     }
 }
