@@ -109,6 +109,15 @@ impl App {
         let auth = Arc::new(Auth::new(&config.auth));
         let names: Vec<&str> = auth.producer_names().iter().map(String::as_str).collect();
         let limits = Arc::new(Limits::new(&config.limits, &names, &metrics));
+        let vapid_public_key = if config.webpush_enabled() {
+            let key = config
+                .webpush
+                .load_vapid_key()
+                .map_err(|e| push::SetupError::WebPush(push::webpush::WebPushSetupError::Key(e)))?;
+            Some(push::webpush::public_key(&key).into())
+        } else {
+            None
+        };
         let state = AppState {
             config: Arc::new(config),
             auth,
@@ -118,6 +127,7 @@ impl App {
             store,
             metrics,
             limits,
+            vapid_public_key,
         };
         Ok(App {
             state,

@@ -183,6 +183,8 @@ pub struct Metrics {
     pub delivery_latency: Histogram,
     /// `result`: `push::fcm::RequestResult`, counted by the FCM provider.
     pub fcm_results: LabelFamily,
+    /// `result`: `push::webpush::RequestResult`, counted by the Web Push provider.
+    pub webpush_results: LabelFamily,
     pub fcm_latency: Histogram,
     pub fcm_accepted: Counter,
     pub fcm_failed: Counter,
@@ -267,6 +269,12 @@ impl Metrics {
             &mut r,
             "switchboard_fcm_requests",
             "FCM send requests, by answer",
+            "result",
+        );
+        let webpush_results = LabelFamily::register(
+            &mut r,
+            "switchboard_webpush_results",
+            "Web Push sends, by the push service's answer",
             "result",
         );
         let fcm_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
@@ -468,6 +476,7 @@ impl Metrics {
             routes,
             delivery_latency,
             fcm_results,
+            webpush_results,
             fcm_latency,
             fcm_accepted,
             fcm_failed,

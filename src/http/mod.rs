@@ -11,6 +11,7 @@ mod extract;
 mod notify;
 pub mod openapi;
 mod ops;
+mod webpush;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub limits: Arc<Limits>,
+    /// The VAPID public key (base64url) when Web Push is configured.
+    pub vapid_public_key: Option<Arc<str>>,
 }
 
 /// Every route, each registered with its OpenAPI operation: a route cannot exist without its
@@ -63,6 +66,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(notify::broadcast))
         .routes(routes!(notify::presence))
         .routes(routes!(delivery::status))
+        .routes(routes!(webpush::vapid_public_key))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -3,13 +3,14 @@
 //! the durable [`queue`] until it is settled, bounds those in flight, retries what the provider
 //! says to retry, and records each outcome (the delivery record, the pruning of dead tokens).
 //!
-//! Providers: [`fcm`] (Firebase Cloud Messaging HTTP v1). A new one (APNs, Web Push) lives in
+//! Providers: [`fcm`] (Firebase Cloud Messaging HTTP v1), [`webpush`] (browsers). A new one lives in
 //! `push/<provider>/`: it implements `Provider`, and [`start`] builds it from its config.
 
 pub mod fcm;
 pub mod queue;
 mod retry;
 mod sender;
+pub mod webpush;
 
 pub use sender::{Overloaded, Sender, SenderConfig, SubmitError};
 
@@ -159,6 +160,8 @@ pub enum SetupError {
     #[error(transparent)]
     Fcm(#[from] FcmSetupError),
     #[error(transparent)]
+    WebPush(#[from] webpush::WebPushSetupError),
+    #[error(transparent)]
     Queue(#[from] queue::QueueError),
 }
 
@@ -170,6 +173,8 @@ pub async fn start(
     ledger: SharedLedger,
     metrics: Arc<Metrics>,
 ) -> Result<Sender, SetupError> {
+    // Listed (at 0) whether or not Web Push is configured.
+    let _ = metrics.webpush_results.counters::<webpush::RequestResult>();
     if !config.fcm_enabled() {
         tracing::warn!(
             "FCM is disabled (fcm.service_account is empty): notifications for offline users answer route \"none\""
