@@ -4,11 +4,12 @@
 
 use axum::extract::State;
 use axum::Json;
+use http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::openapi::{NotFound, OpsErrors};
+use super::openapi::{NotConfigured, OpsErrors};
 use super::AppState;
 
 /// The VAPID public key.
@@ -19,7 +20,8 @@ pub struct VapidPublicKey {
     pub public_key: String,
 }
 
-/// The VAPID public key browsers subscribe with; 404 `not_found` when Web Push is not configured.
+/// The VAPID public key browsers subscribe with; 404 `not_configured` when Web Push is not
+/// configured (a code of its own: the path exists, the feature does not).
 #[utoipa::path(
     get,
     path = "/v1/webpush/vapid_public_key",
@@ -27,7 +29,7 @@ pub struct VapidPublicKey {
     operation_id = "vapid_public_key",
     responses(
         (status = 200, description = "The key, as `applicationServerKey`.", body = VapidPublicKey),
-        NotFound,
+        NotConfigured,
         OpsErrors,
     )
 )]
@@ -35,7 +37,11 @@ pub async fn vapid_public_key(
     State(state): State<AppState>,
 ) -> Result<Json<VapidPublicKey>, ApiError> {
     let key = state.vapid_public_key.as_deref().ok_or_else(|| {
-        ApiError::not_found("Web Push is not configured on this server (webpush.vapid_private_key)")
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_configured",
+            "Web Push is not configured on this server",
+        )
     })?;
     Ok(Json(VapidPublicKey {
         public_key: key.to_owned(),
