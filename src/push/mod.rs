@@ -8,9 +8,13 @@
 
 pub mod fcm;
 pub mod queue;
+mod registration;
 mod retry;
 mod sender;
 
+pub use registration::{
+    DeviceRegistration, InvalidRegistration, SubscriptionJson, SubscriptionKeys,
+};
 pub use sender::{Overloaded, Sender, SenderConfig, SubmitError};
 
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -221,6 +221,8 @@ impl Sender {
             device_id: String::new(),
             user_id: n.user_id.clone(),
             platform: crate::store::Platform::Android,
+            provider: crate::store::ProviderKind::Fcm,
+            app: None,
             token: String::new(),
             updated_at: 0,
         };
@@ -396,9 +398,9 @@ impl Core {
         match outcome {
             Outcome::Accepted => self.settle(&entry, None).await,
             Outcome::RetryAfter { reason, after } => self.retry_later(&entry, reason, after).await,
-            Outcome::TokenGone { .. } => {
+            Outcome::TokenGone { at } => {
                 self.settle(&entry, outcome.error()).await;
-                self.prune(&entry.device).await;
+                self.prune(&entry.device, at).await;
             }
             Outcome::Invalid { reason } => {
                 tracing::warn!(
@@ -540,8 +542,18 @@ impl Core {
         }
     }
 
-    async fn prune(&self, device: &Device) {
-        match self.store.delete_token(&device.token).await {
+    /// Deletes a token its provider called gone; with `at` (since when), only a registration
+    /// older than that: one made since is a new install that reuses the token.
+    async fn prune(&self, device: &Device, at: Option<SystemTime>) {
+        let gone_at = at.map(|t| {
+            let ms = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+            i64::try_from(ms).unwrap_or(i64::MAX)
+        });
+        match self
+            .store
+            .delete_token(device.provider, &device.token, gone_at)
+            .await
+        {
             Ok(n) => {
                 self.metrics.fcm_tokens_pruned.inc_by(n);
                 tracing::info!(
