@@ -10,8 +10,12 @@ use serde::Deserialize;
 
 use crate::redact::redact_url;
 
+mod apns;
+mod apps;
 mod layers;
 
+pub use apns::{ApnsConfig, APNS_PRODUCTION, APNS_TOKEN_MAX_SECS, APNS_TOKEN_MIN_REFRESH_SECS};
+pub use apps::{AppConfig, AppFcmConfig, AppProviders};
 pub use layers::{read_capped, EnvLayer, ENV_PREFIX, MAX_FILE_BYTES};
 
 /// The repository's `config.toml`, compiled in: the router starts on it with no external service.
@@ -34,6 +38,11 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub devices: DevicesConfig,
     pub fcm: FcmConfig,
+    #[serde(default)]
+    pub apns: ApnsConfig,
+    /// More apps beside the default one (`[[apps]]`).
+    #[serde(default, rename = "apps")]
+    pub extra_apps: Vec<AppConfig>,
     pub push: PushConfig,
     pub limits: LimitsConfig,
 }
@@ -145,6 +154,9 @@ pub struct PushConfig {
     pub max_retry_secs: u64,
     /// How long a node holds a send it claimed before another may take it over.
     pub lease_secs: u64,
+    /// Private push for the default app: pushes carry only the notification id.
+    #[serde(default)]
+    pub private: bool,
 }
 
 /// Rate limits; a rate of 0 turns that limit off.
@@ -347,6 +359,7 @@ impl Config {
             );
         }
         self.validate_fcm(&mut errors);
+        self.validate_apps(&mut errors);
         self.validate_edge(&mut errors);
         if errors.is_empty() {
             Ok(())

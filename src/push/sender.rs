@@ -14,11 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::queue::{Entry, Finished, NewSends, Progress, QueueError, SharedQueue};
 use super::retry::RetryPolicy;
-use super::{Outcome, Provider, RetryCause};
+use super::{Outcome, Providers, RetryCause};
 use crate::backend::{Delivery, SharedLedger, Status};
 use crate::config::Config;
 use crate::metrics::{Counters, Metrics};
-use crate::notification::SharedNotification;
+use crate::notification::{Notification, SharedNotification};
 use crate::store::{Device, Store};
 use crate::time::unix_millis;
 
@@ -76,7 +76,7 @@ pub struct Sender {
 
 /// What every send needs, shared by all of them.
 struct Core {
-    provider: Arc<dyn Provider>,
+    providers: Providers,
     queue: SharedQueue,
     retry: RetryPolicy,
     lease_ms: u64,
@@ -107,9 +107,9 @@ impl Sender {
         }
     }
 
-    /// Starts the dispatcher and the sweep that send through `provider`.
+    /// Starts the dispatcher and the sweep that send through `providers`.
     pub fn start(
-        provider: Arc<dyn Provider>,
+        providers: Providers,
         queue: SharedQueue,
         cfg: SenderConfig,
         store: Store,
@@ -119,7 +119,7 @@ impl Sender {
         let (tx, rx) = mpsc::channel(cfg.queue_capacity);
         let drain = CancellationToken::new();
         let core = Arc::new(Core {
-            provider,
+            providers,
             queue,
             retry: cfg.retry,
             lease_ms: cfg.lease.as_millis() as u64,
@@ -145,6 +145,18 @@ impl Sender {
 
     pub fn enabled(&self) -> bool {
         self.core.is_some()
+    }
+
+    /// The devices of `devices` that `n` goes to: those of its app (all, when it names none)
+    /// that a configured provider of their app reaches.
+    pub fn reachable(&self, n: &Notification, mut devices: Vec<Device>) -> Vec<Device> {
+        match &self.core {
+            Some(core) => {
+                devices.retain(|d| core.reaches(n, d));
+                devices
+            }
+            None => Vec::new(),
+        }
     }
 
     /// Stores the sends of `n` to `devices` in the durable queue, then starts those that
@@ -263,6 +275,13 @@ impl Sender {
 }
 
 impl Core {
+    fn reaches(&self, n: &Notification, device: &Device) -> bool {
+        n.app
+            .as_ref()
+            .is_none_or(|app| device.app.as_ref() == Some(app))
+            && self.providers.for_device(device).is_some()
+    }
+
     /// Sends what this node claimed when storing it, each in a slot.
     async fn dispatch(self: Arc<Self>, mut rx: mpsc::Receiver<Entry>, drain: CancellationToken) {
         let mut closing = false;
@@ -391,8 +410,16 @@ impl Core {
             self.look_up(entry).await;
             return;
         }
-        let outcome = self
-            .provider
+        let Some(provider) = self.providers.for_device(&entry.device) else {
+            // Queued before a restart that removed its app's provider from the configuration.
+            tracing::warn!(
+                provider = entry.device.provider.as_str(),
+                "push: no provider for this device's app any more"
+            );
+            self.settle(&entry, Some("no_provider")).await;
+            return;
+        };
+        let outcome = provider
             .send(&entry.notification, &entry.device.token)
             .await;
         match outcome {
@@ -420,7 +447,10 @@ impl Core {
     async fn look_up(&self, entry: Entry) {
         let n = &entry.notification;
         let devices = match self.store.devices_for_user(&n.user_id).await {
-            Ok(d) => d,
+            Ok(mut d) => {
+                d.retain(|d| self.reaches(n, d));
+                d
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "push: the user's devices still cannot be read");
                 self.retry_later(&entry, RetryCause::DeviceRead, None).await;
