@@ -10,9 +10,13 @@ use serde::Deserialize;
 
 use crate::redact::redact_url;
 
+mod apns;
+mod apps;
 mod layers;
 mod webpush;
 
+pub use apns::{ApnsConfig, APNS_PRODUCTION, APNS_TOKEN_MAX_SECS, APNS_TOKEN_MIN_REFRESH_SECS};
+pub use apps::{AppConfig, AppFcmConfig, AppProviders, AppWebPushConfig};
 pub use layers::{read_capped, EnvLayer, ENV_PREFIX, MAX_FILE_BYTES};
 pub use webpush::{VapidKeyError, WebPushConfig, MAX_VAPID_EXPIRY_SECS, MIN_VAPID_EXPIRY_SECS};
 
@@ -37,6 +41,11 @@ pub struct Config {
     pub devices: DevicesConfig,
     pub fcm: FcmConfig,
     pub webpush: WebPushConfig,
+    #[serde(default)]
+    pub apns: ApnsConfig,
+    /// More apps beside the default one (`[[apps]]`).
+    #[serde(default, rename = "apps")]
+    pub extra_apps: Vec<AppConfig>,
     pub push: PushConfig,
     pub limits: LimitsConfig,
 }
@@ -148,6 +157,9 @@ pub struct PushConfig {
     pub max_retry_secs: u64,
     /// How long a node holds a send it claimed before another may take it over.
     pub lease_secs: u64,
+    /// Private push for the default app: pushes carry only the notification id.
+    #[serde(default)]
+    pub private: bool,
 }
 
 /// Rate limits; a rate of 0 turns that limit off.
@@ -354,6 +366,7 @@ impl Config {
             );
         }
         self.validate_fcm(&mut errors);
+        self.validate_apps(&mut errors);
         self.webpush.validate("webpush", &mut errors);
         if self.push.lease_secs <= self.webpush.request_timeout_secs {
             errors.push(format!(

@@ -23,7 +23,7 @@ fn provider(key_path: &std::path::Path, metrics: &Metrics) -> WebPushProvider {
         key_path.display()
     );
     let config = Config::from_layers(&toml, []).expect("the [webpush] section loads");
-    WebPushProvider::new(&config.webpush, metrics).expect("the provider starts")
+    WebPushProvider::new(&config.webpush, false, metrics).expect("the provider starts")
 }
 
 fn notification(body: Value) -> Notification {
@@ -75,7 +75,7 @@ async fn a_message_decrypts_at_the_push_service_to_the_notification_with_a_verif
     assert_eq!(first["plaintext"], sse_data(&n).as_str());
     assert_eq!(
         first["plaintext"].as_str().unwrap().as_bytes(),
-        payload(&n).as_slice()
+        payload(&n, false).as_slice()
     );
     assert_eq!(first["ttl"], 600);
     assert_eq!(first["urgency"], "normal");

@@ -13,6 +13,7 @@ pub mod openapi;
 mod ops;
 mod webpush;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ use utoipa_axum::routes;
 use crate::auth::Auth;
 use crate::backend::Broker;
 use crate::config::Config;
+use crate::ids::AppId;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::router::NotificationRouter;
@@ -50,8 +52,9 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub limits: Arc<Limits>,
-    /// The VAPID public key (base64url) when Web Push is configured.
-    pub vapid_public_key: Option<Arc<str>>,
+    /// Each app's VAPID public key (base64url), for the apps with Web Push (`None`: the
+    /// default app).
+    pub vapid_public_keys: Arc<HashMap<Option<AppId>, String>>,
 }
 
 /// Every route, each registered with its OpenAPI operation: a route cannot exist without its

@@ -10,8 +10,11 @@ pub struct QueueRow {
     pub notification_id: String,
     pub device_id: String,
     pub user_id: String,
-    pub fcm_token: String,
+    pub token: String,
     pub platform: String,
+    pub provider: String,
+    /// '' for the default app.
+    pub app: String,
     pub attempts: i64,
     pub created_at: i64,
     pub deadline_at: i64,
@@ -24,8 +27,11 @@ pub struct QueueRow {
 pub struct NewRow {
     pub device_id: String,
     pub user_id: String,
-    pub fcm_token: String,
+    pub token: String,
     pub platform: String,
+    pub provider: String,
+    /// '' for the default app.
+    pub app: String,
 }
 
 /// The new sends of one notification (`payload`: its JSON).
@@ -80,11 +86,10 @@ pub enum Finished {
     Last { accepted: bool },
 }
 
-/// Rows per multi-row statement: 11 parameters each, well under SQLite's 32 766.
+/// Rows per multi-row statement: 13 parameters each, well under SQLite's 32 766.
 const ROWS_PER_STATEMENT: usize = 1000;
-const INSERT_ROWS: &str =
-    "INSERT INTO push_queue (notification_id, device_id, user_id, fcm_token, \
-     platform, attempts, due_at, created_at, deadline_at, claim, payload) ";
+const INSERT_ROWS: &str = "INSERT INTO push_queue (notification_id, device_id, user_id, token, \
+     platform, provider, app, attempts, due_at, created_at, deadline_at, claim, payload) ";
 const INSERT_ROWS_TAIL: &str = " ON CONFLICT (notification_id, device_id) DO NOTHING \
      RETURNING notification_id, device_id";
 const INSERT_BATCHES: &str = "INSERT INTO push_batches (notification_id, remaining, accepted) ";
@@ -93,8 +98,8 @@ const INSERT_BATCHES_TAIL: &str = " ON CONFLICT (notification_id) \
 const CLAIM: &str = "UPDATE push_queue SET claim = $1, due_at = $2 \
      WHERE (notification_id, device_id) IN (SELECT notification_id, device_id FROM push_queue \
      WHERE due_at <= $3 ORDER BY due_at LIMIT $4) \
-     RETURNING notification_id, device_id, user_id, fcm_token, platform, attempts, created_at, \
-     deadline_at, last_error, payload";
+     RETURNING notification_id, device_id, user_id, token, platform, provider, app, attempts, \
+     created_at, deadline_at, last_error, payload";
 const DELETE: &str =
     "DELETE FROM push_queue WHERE notification_id = $1 AND device_id = $2 AND claim = $3";
 const COUNT_DOWN: &str = "UPDATE push_batches SET remaining = remaining - 1, \
@@ -126,8 +131,10 @@ impl Store {
                     b.push_bind(p.id.as_str())
                         .push_bind(r.device_id.as_str())
                         .push_bind(r.user_id.as_str())
-                        .push_bind(r.fcm_token.as_str())
+                        .push_bind(r.token.as_str())
                         .push_bind(r.platform.as_str())
+                        .push_bind(r.provider.as_str())
+                        .push_bind(r.app.as_str())
                         .push_bind(0_i64)
                         .push_bind(p.due_at)
                         .push_bind(p.created_at)

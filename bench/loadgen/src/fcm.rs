@@ -62,7 +62,10 @@ async fn subscriptions(mock: &Server, n: usize) -> anyhow::Result<Vec<String>> {
             ))
             .await?;
         if resp.status() != 201 {
-            anyhow::bail!("webpush-mock /_mock/subscriptions answered {}", resp.status());
+            anyhow::bail!(
+                "webpush-mock /_mock/subscriptions answered {}",
+                resp.status()
+            );
         }
         let sub = resp.into_body().collect().await?.to_bytes();
         let sub: serde_json::Value = serde_json::from_slice(&sub)?;

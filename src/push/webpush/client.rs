@@ -29,6 +29,8 @@ pub enum WebPushSetupError {
 pub struct WebPushProvider {
     http: reqwest::Client,
     vapid: VapidSigner,
+    /// The app's private push: every message carries only the notification id.
+    private: bool,
     results: Counters<RequestResult>,
 }
 
@@ -42,6 +44,7 @@ impl WebPushProvider {
     /// Reads the VAPID key and builds the client (no request yet).
     pub fn new(
         cfg: &WebPushConfig,
+        private: bool,
         metrics: &Metrics,
     ) -> Result<WebPushProvider, WebPushSetupError> {
         let key = cfg.load_vapid_key()?;
@@ -60,6 +63,7 @@ impl WebPushProvider {
         Ok(WebPushProvider {
             http,
             vapid,
+            private,
             results: metrics.webpush_results.counters(),
         })
     }
@@ -81,7 +85,7 @@ impl WebPushProvider {
                 };
             }
         };
-        let body = match ece::encrypt(&payload(n), &sub) {
+        let body = match ece::encrypt(&payload(n, self.private || n.private), &sub) {
             Ok(body) => bytes::Bytes::from(body),
             Err(e @ EceError::TooLarge(_)) => {
                 tracing::debug!(notification_id = %n.id, error = %e, "webpush: payload too large");

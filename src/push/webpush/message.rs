@@ -11,13 +11,14 @@ const MAX_TOPIC_LEN: usize = 32;
 const DEFAULT_TTL_SECS: u32 = 28 * 24 * 60 * 60;
 
 /// The plaintext of the push: the same JSON as the `data:` of the notification's SSE event,
-/// so a service worker reads what a page on the stream reads. Every Web Push payload is built
+/// so a service worker reads what a page on the stream reads; `private`: only `id` and
+/// `sent_at` (the worker fetches the rest from Switchboard). Every Web Push payload is built
 /// here.
-pub fn payload(n: &Notification) -> Vec<u8> {
+pub fn payload(n: &Notification, private: bool) -> Vec<u8> {
     let event = NotificationEvent {
         id: &n.id,
-        data: n.data.as_ref(),
-        notification: n.notification.as_ref(),
+        data: n.data.as_ref().filter(|_| !private),
+        notification: n.notification.as_ref().filter(|_| !private),
         sent_at: n.sent_at,
     };
     serde_json::to_vec(&event).expect("serialising a notification event cannot fail")
@@ -69,7 +70,13 @@ mod tests {
             .lines()
             .find_map(|l| l.strip_prefix("data: "))
             .unwrap();
-        assert_eq!(String::from_utf8(payload(&n)).unwrap(), data);
+        assert_eq!(String::from_utf8(payload(&n, false)).unwrap(), data);
+        let private: serde_json::Value = serde_json::from_slice(&payload(&n, true)).unwrap();
+        assert_eq!(
+            private,
+            serde_json::json!({"id": n.id, "sent_at": n.sent_at}),
+            "a private push carries no content"
+        );
         assert_eq!(urgency(&n), "normal");
         assert_eq!(ttl(&n), DEFAULT_TTL_SECS);
     }
