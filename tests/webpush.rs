@@ -42,6 +42,26 @@ async fn browsers_get_the_vapid_public_key_without_a_token() {
 
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["public_key"], mock.public_key.as_str());
+    let other_app = app
+        .http
+        .get(app.url("/v1/webpush/vapid_public_key?app=shop"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        other_app.status(),
+        StatusCode::NOT_FOUND,
+        "shop has no Web Push"
+    );
+    let not_an_app = app
+        .http
+        .get(app.url("/v1/webpush/vapid_public_key?app=a%20b"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_an_app.status(), StatusCode::BAD_REQUEST);
+    let body: Value = not_an_app.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_request", "{body}");
 }
 
 #[tokio::test]

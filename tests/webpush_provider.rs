@@ -198,3 +198,46 @@ async fn a_payload_over_4096_bytes_once_encrypted_is_invalid_and_never_sent() {
         .render()
         .contains("switchboard_webpush_results_total{result=\"payload_too_large\"} 1"));
 }
+
+#[tokio::test]
+async fn each_app_signs_with_its_own_vapid_key_and_the_shared_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let default_key = dir.path().join("default.pem");
+    let shop_key = dir.path().join("shop.pem");
+    let default_public = write_vapid_key(&default_key);
+    let shop_public = write_vapid_key(&shop_key);
+    let toml = format!(
+        "[webpush]\nvapid_private_key = {:?}\nsubject = {SUBJECT:?}\nrequest_timeout_secs = 7\n\
+         [[apps]]\nid = \"shop\"\nwebpush = {{ vapid_private_key = {:?}, subject = \"https://shop.example\" }}\n",
+        default_key.display(),
+        shop_key.display()
+    );
+    let config = Config::from_layers(&toml, []).expect("two apps with Web Push load");
+
+    let apps = config.apps();
+    let shop = apps
+        .iter()
+        .find(|a| a.id.as_deref() == Some("shop"))
+        .unwrap();
+    let shop_cfg = shop.webpush.as_ref().expect("shop has Web Push");
+    assert_eq!(shop_cfg.subject, "https://shop.example");
+    assert_eq!(
+        shop_cfg.request_timeout_secs, 7,
+        "the [webpush] settings are shared"
+    );
+    let metrics = Metrics::new();
+    let shop_provider = WebPushProvider::new(shop_cfg, false, &metrics).unwrap();
+    assert_eq!(shop_provider.public_key(), shop_public);
+    let default_cfg = apps[0].webpush.as_ref().unwrap();
+    let default_provider = WebPushProvider::new(default_cfg, false, &metrics).unwrap();
+    assert_eq!(default_provider.public_key(), default_public);
+
+    let missing = format!(
+        "[[apps]]\nid = \"shop\"\nwebpush = {{ vapid_private_key = \"/nonexistent.pem\", subject = \"mailto:a@b.c\" }}\n"
+    );
+    let err = Config::from_layers(&missing, []).unwrap_err().to_string();
+    assert!(
+        err.contains("apps[0] (shop).webpush.vapid_private_key"),
+        "{err}"
+    );
+}
