@@ -40,7 +40,7 @@ fn main() -> anyhow::Result<()> {
     }))?
     .accept()
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let plaintext = payload(&n);
+    let plaintext = payload(&n, false);
 
     let (encryptions, spent) = repeat(window, || {
         encrypt(&plaintext, &sub).expect("a small payload encrypts");

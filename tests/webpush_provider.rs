@@ -232,10 +232,8 @@ async fn each_app_signs_with_its_own_vapid_key_and_the_shared_settings() {
     let default_provider = WebPushProvider::new(default_cfg, false, &metrics).unwrap();
     assert_eq!(default_provider.public_key(), default_public);
 
-    let missing = format!(
-        "[[apps]]\nid = \"shop\"\nwebpush = {{ vapid_private_key = \"/nonexistent.pem\", subject = \"mailto:a@b.c\" }}\n"
-    );
-    let err = Config::from_layers(&missing, []).unwrap_err().to_string();
+    let missing = "[[apps]]\nid = \"shop\"\nwebpush = { vapid_private_key = \"/nonexistent.pem\", subject = \"mailto:a@b.c\" }\n";
+    let err = Config::from_layers(missing, []).unwrap_err().to_string();
     assert!(
         err.contains("apps[0] (shop).webpush.vapid_private_key"),
         "{err}"
