@@ -146,6 +146,13 @@ def rows(raw):
         text = None
     add("W6.rss_mib", "W6 FCM", "router RSS over the notify window, MiB", text, None, "", None, 0)
 
+    add("W6W.sends_per_sec", "W6 Web Push", "Web Push sends/s at webpush-mock, decrypted there (vs pywebpush, one loop)",
+        g("w6w-switchboard", "fcm_sends_per_sec"), g("w6w-pywebpush", "messages_per_sec"), "pywebpush", "higher", 0)
+    add("W6W.encryptions_per_sec", "W6 Web Push", "RFC 8291 encryptions/s, one thread, no network",
+        g("w6w-encrypt", "encryptions_per_sec"), g("w6w-pywebpush", "encryptions_per_sec"), "pywebpush", "higher", 0)
+    add("W6W.vapid_per_sec", "W6 Web Push", "VAPID ES256 signatures/s, one thread (one per push service per token life)",
+        g("w6w-encrypt", "vapid_signatures_per_sec"), None, "", None, 0)
+
     poll = g("w7-poll-switchboard", "server_cpu_secs_per_min")
     push = g("w7-push-switchboard", "server_cpu_secs_per_min")
     add("W7.poll_cpu", "W7 poll vs push", "server CPU-s/min, 10K clients polling /healthz every 3 s",
@@ -398,6 +405,11 @@ def write_markdown(raw, results, table, targets, elapsed):
         "bounded by CPU, so `loadgen_cpu_secs` and `server_cpu_secs_window` are in the raw JSON.",
         "- W6: fcm-mock's `accepted` counter over the notify window; the admin SDK sends the same number of "
         "messages to a fresh fcm-mock with `messaging.send_each` in batches of 500.",
+        "- W6 Web Push: webpush-mock's `accepted` counter (each message VAPID-checked and decrypted "
+        "before it counts) over the notify window; pywebpush sends `BENCH_WEBPUSH_SDK_MESSAGES` "
+        "messages one after another (`webpush()` on one requests session, a VAPID token signed per "
+        "call as the library does) to a fresh mock. Encryptions: `examples/webpush_encrypt.rs` and "
+        "pywebpush's `WebPusher.encode`, same payload size class.",
     ])
     lines.append("")
     with open(os.path.join(results, "results.md"), "w") as f:

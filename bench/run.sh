@@ -14,10 +14,12 @@
 #   BENCH_STREAMS [15000]    streams of W1, W2, W3, W5
 #   BENCH_W4_STREAMS [10000] streams of W4 (two nodes on Redis)
 #   BENCH_FCM_USERS [20000]  offline users of W6
+#   BENCH_WEBPUSH_USERS [5000]  offline browsers of W6W (W6 for Web Push); pywebpush sends
+#                            BENCH_WEBPUSH_SDK_MESSAGES [1000] against the same mock
 #   BENCH_W7_CLIENTS [10000] pollers / streams of W7
 #   BENCH_CONNECTIONS [16]   publisher connections
 #   BENCH_HOLD_SECS [10]     W1: how long streams stay open before memory is read
-#   BENCH_ONLY [W1-W7]       space-separated subset of W1 W2 W3 W4 W5 W6 W7 E1 E2 E3 B
+#   BENCH_ONLY [W1-W7, W6W]  space-separated subset of W1 W2 W3 W4 W5 W6 W6W W7 E1 E2 E3 B
 #                            (E1-E3: limits and abuse; B: W1/W2 against BENCH_BASELINE_BIN)
 #   BENCH_E1_STREAMS [15000] E1: reconnecting clients (restart under them)
 #   BENCH_E2_STREAMS [1000]  E2: real streams; BENCH_E2_FLOOD [10000] anonymous connections
@@ -37,7 +39,7 @@
 #   BENCH_SOURCE_IPS [127.0.0.2-127.0.0.20]  load generator source addresses
 #   NCHAN_WORKERS [auto]     nginx worker_processes (auto = one per core, like tokio)
 #   Ports (127.0.0.1): SB_PORT [18080] SB_PORT_B [18081] NCHAN_PORT [18090] NCHAN_PORT_B [18091]
-#                      FCM_MOCK_PORT [14000] REDIS_PORT [16379]
+#                      FCM_MOCK_PORT [14000] WEBPUSH_MOCK_PORT [14002] REDIS_PORT [16379]
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -48,10 +50,12 @@ W7_DURATION=${BENCH_W7_DURATION:-60}
 STREAMS=${BENCH_STREAMS:-15000}
 W4_STREAMS=${BENCH_W4_STREAMS:-10000}
 FCM_USERS=${BENCH_FCM_USERS:-20000}
+WEBPUSH_USERS=${BENCH_WEBPUSH_USERS:-5000}
+WEBPUSH_SDK_MESSAGES=${BENCH_WEBPUSH_SDK_MESSAGES:-1000}
 W7_CLIENTS=${BENCH_W7_CLIENTS:-10000}
 CONNECTIONS=${BENCH_CONNECTIONS:-16}
 HOLD_SECS=${BENCH_HOLD_SECS:-10}
-ONLY=${BENCH_ONLY:-W1 W2 W3 W4 W5 W6 W7}
+ONLY=${BENCH_ONLY:-W1 W2 W3 W4 W5 W6 W6W W7}
 E1_STREAMS=${BENCH_E1_STREAMS:-15000}
 E2_STREAMS=${BENCH_E2_STREAMS:-1000}
 E2_FLOOD=${BENCH_E2_FLOOD:-10000}
@@ -77,6 +81,7 @@ SB_PORT_B=${SB_PORT_B:-18081}
 NCHAN_PORT=${NCHAN_PORT:-18090}
 NCHAN_PORT_B=${NCHAN_PORT_B:-18091}
 FCM_MOCK_PORT=${FCM_MOCK_PORT:-14000}
+WEBPUSH_MOCK_PORT=${WEBPUSH_MOCK_PORT:-14002}
 REDIS_PORT=${REDIS_PORT:-16379}
 
 RAW=$RESULTS/raw
@@ -164,7 +169,8 @@ install_deps() {
 build() {
     [ "${BENCH_SKIP_BUILD:-0}" = 1 ] && return 0
     log "building release binaries"
-    (cd "$ROOT" && cargo build --release -q -p switchboard -p fcm-mock -p sb-loadgen)
+    (cd "$ROOT" && cargo build --release -q -p switchboard -p fcm-mock -p webpush-mock -p sb-loadgen &&
+        cargo build --release -q -p switchboard --example webpush_encrypt)
 }
 
 # ---------------------------------------------------------------- servers
@@ -236,6 +242,19 @@ start_fcm_mock() {
         --service-account "$RUN/fcm-key.json" >"$RAW/fcm-mock.$1.log" 2>&1 &
     PIDS+=("$!")
     wait_port "$FCM_MOCK_PORT" fcm-mock
+}
+
+WEBPUSH_MOCK_URL=http://127.0.0.1:$WEBPUSH_MOCK_PORT
+# start_webpush_mock NAME: webpush-mock requiring the run's VAPID key; it decrypts every
+# message and counts it, recording none (the run would fill its memory).
+start_webpush_mock() {
+    [ -f "$RUN/vapid.pem" ] ||
+        "$BIN/webpush-mock" gen-key --out "$RUN/vapid.pem" >"$RUN/vapid.pub" 2>/dev/null
+    RUST_LOG=warn "$BIN/webpush-mock" --listen "127.0.0.1:$WEBPUSH_MOCK_PORT" \
+        --vapid-public-key "$(cat "$RUN/vapid.pub")" --max-recorded 0 \
+        >"$RAW/webpush-mock.$1.log" 2>&1 &
+    PIDS+=("$!")
+    wait_port "$WEBPUSH_MOCK_PORT" webpush-mock
 }
 
 # ---------------------------------------------------------------- load
@@ -346,6 +365,36 @@ w6() { # offline users → FCM at fcm-mock; then Google's Admin SDK against a fr
         tail -n 5 "$RAW/w6-admin-sdk.log" >&2
         FAILED+=(w6-admin-sdk)
         rm -f "$RAW/w6-admin-sdk.json"
+    fi
+    stop_servers
+}
+
+w6w() { # W6 for Web Push: encryption alone; offline browsers → webpush-mock; pywebpush against a fresh mock
+    local example=$BIN/examples/webpush_encrypt
+    log "w6w-encrypt: RFC 8291 encryptions and VAPID signatures per second, one thread"
+    if "$example" 5 >"$RAW/w6w-encrypt.json" 2>"$RAW/w6w-encrypt.log"; then
+        tail -n 1 "$RAW/w6w-encrypt.log" >&2
+    else
+        log "w6w-encrypt FAILED: see $RAW/w6w-encrypt.log"
+        FAILED+=(w6w-encrypt)
+        rm -f "$RAW/w6w-encrypt.json"
+    fi
+    start_webpush_mock sb
+    start_switchboard sb-w6w "$SB_PORT" SWITCHBOARD__WEBPUSH__VAPID_PRIVATE_KEY="$RUN/vapid.pem" \
+        SWITCHBOARD__WEBPUSH__SUBJECT=mailto:bench@example.com
+    lg w6w-switchboard fcm "${SB[@]}" --webpush --users "$WEBPUSH_USERS" --duration "$DURATION" \
+        --mock-url "$WEBPUSH_MOCK_URL" --rate max --connections "$CONNECTIONS" --server-pid "$SB_PID"
+    stop_servers
+    start_webpush_mock sdk
+    log "w6w-pywebpush: $WEBPUSH_SDK_MESSAGES messages, one after another on one session"
+    if python3 "$BENCH_DIR/webpush_send.py" "$WEBPUSH_MOCK_URL" "$RUN/vapid.pem" \
+        --messages "$WEBPUSH_SDK_MESSAGES" >"$RAW/w6w-pywebpush.json" 2>"$RAW/w6w-pywebpush.log"; then
+        tail -n 1 "$RAW/w6w-pywebpush.log" >&2
+    else
+        log "w6w-pywebpush FAILED: see $RAW/w6w-pywebpush.log"
+        tail -n 5 "$RAW/w6w-pywebpush.log" >&2
+        FAILED+=(w6w-pywebpush)
+        rm -f "$RAW/w6w-pywebpush.json"
     fi
     stop_servers
 }
@@ -523,7 +572,7 @@ main() {
         echo "  \"nginx\": \"$(nginx -v 2>&1 | sed 's/.*nginx\///')\","
         echo "  \"nchan_workers\": \"$NCHAN_WORKERS\","
         echo "  \"duration\": $DURATION, \"w7_duration\": $W7_DURATION, \"streams\": $STREAMS,"
-        echo "  \"w4_streams\": $W4_STREAMS, \"fcm_users\": $FCM_USERS, \"w7_clients\": $W7_CLIENTS,"
+        echo "  \"w4_streams\": $W4_STREAMS, \"fcm_users\": $FCM_USERS, \"webpush_users\": $WEBPUSH_USERS, \"w7_clients\": $W7_CLIENTS,"
         echo "  \"connections\": $CONNECTIONS,"
         echo "  \"baseline_bin\": \"$BASELINE_BIN\", \"baseline_rounds\": $BASELINE_ROUNDS"
         echo "}"
@@ -536,6 +585,7 @@ main() {
         W4 | w4) w4 ;;
         W5 | w5) w5 ;;
         W6 | w6) w6 ;;
+        W6W | w6w) w6w ;;
         W7 | w7) w7 ;;
         E1 | e1) e1 ;;
         E2 | e2) e2 ;;

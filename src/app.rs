@@ -2,6 +2,7 @@
 //! then draining: `event: shutdown` to every stream, presence left, in-flight FCM finished,
 //! all within `server.shutdown_grace_secs`.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -109,6 +110,15 @@ impl App {
         let auth = Arc::new(Auth::new(&config.auth));
         let names: Vec<&str> = auth.producer_names().iter().map(String::as_str).collect();
         let limits = Arc::new(Limits::new(&config.limits, &names, &metrics));
+        let mut vapid_public_keys = HashMap::new();
+        for app in config.apps() {
+            if let Some(webpush) = &app.webpush {
+                let key = webpush.load_vapid_key().map_err(|e| {
+                    push::SetupError::WebPush(push::webpush::WebPushSetupError::Key(e))
+                })?;
+                vapid_public_keys.insert(app.id, push::webpush::public_key(&key));
+            }
+        }
         let state = AppState {
             config: Arc::new(config),
             auth,
@@ -118,6 +128,7 @@ impl App {
             store,
             metrics,
             limits,
+            vapid_public_keys: Arc::new(vapid_public_keys),
         };
         Ok(App {
             state,

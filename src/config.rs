@@ -10,9 +10,15 @@ use serde::Deserialize;
 
 use crate::redact::redact_url;
 
+mod apns;
+mod apps;
 mod layers;
+mod webpush;
 
+pub use apns::{ApnsConfig, APNS_PRODUCTION, APNS_TOKEN_MAX_SECS, APNS_TOKEN_MIN_REFRESH_SECS};
+pub use apps::{AppConfig, AppFcmConfig, AppProviders, AppWebPushConfig};
 pub use layers::{read_capped, EnvLayer, ENV_PREFIX, MAX_FILE_BYTES};
+pub use webpush::{VapidKeyError, WebPushConfig, MAX_VAPID_EXPIRY_SECS, MIN_VAPID_EXPIRY_SECS};
 
 /// The repository's `config.toml`, compiled in: the router starts on it with no external service.
 pub const EMBEDDED_DEFAULTS: &str = include_str!("../config.toml");
@@ -34,6 +40,12 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub devices: DevicesConfig,
     pub fcm: FcmConfig,
+    pub webpush: WebPushConfig,
+    #[serde(default)]
+    pub apns: ApnsConfig,
+    /// More apps beside the default one (`[[apps]]`).
+    #[serde(default, rename = "apps")]
+    pub extra_apps: Vec<AppConfig>,
     pub push: PushConfig,
     pub limits: LimitsConfig,
 }
@@ -145,6 +157,9 @@ pub struct PushConfig {
     pub max_retry_secs: u64,
     /// How long a node holds a send it claimed before another may take it over.
     pub lease_secs: u64,
+    /// Private push for the default app: pushes carry only the notification id.
+    #[serde(default)]
+    pub private: bool,
 }
 
 /// Rate limits; a rate of 0 turns that limit off.
@@ -238,6 +253,10 @@ impl Config {
 
     pub fn fcm_enabled(&self) -> bool {
         !self.fcm.service_account.trim().is_empty()
+    }
+
+    pub fn webpush_enabled(&self) -> bool {
+        self.webpush.enabled()
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -350,6 +369,14 @@ impl Config {
             );
         }
         self.validate_fcm(&mut errors);
+        self.validate_apps(&mut errors);
+        self.webpush.validate("webpush", &mut errors);
+        if self.push.lease_secs <= self.webpush.request_timeout_secs {
+            errors.push(format!(
+                "push.lease_secs ({}) must be longer than webpush.request_timeout_secs ({})",
+                self.push.lease_secs, self.webpush.request_timeout_secs
+            ));
+        }
         self.validate_edge(&mut errors);
         if errors.is_empty() {
             Ok(())
@@ -659,6 +686,23 @@ jwt_secret = \"s3cret-s3cret-s3cret-s3cret-s3cret\n",
             .to_string();
         assert!(err.contains("limits.producer_burst"), "{err}");
         assert!(with("[limits]\nproducer_rate_per_sec = 0\nproducer_burst = 10").is_ok());
+    }
+
+    #[test]
+    fn a_webpush_key_that_is_missing_or_a_subject_that_is_not_a_contact_is_explained() {
+        let err = with("[webpush]\nvapid_private_key = \"/nonexistent/vapid.pem\"\nsubject = \"ops@example.com\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("webpush.vapid_private_key") && err.contains("cannot read"),
+            "{err}"
+        );
+        assert!(err.contains("webpush.subject"), "{err}");
+        let err = with("[webpush]\nvapid_expiry_secs = 90000")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("webpush.vapid_expiry_secs"), "{err}");
+        assert!(!with("").unwrap().webpush_enabled());
     }
 
     #[test]

@@ -123,6 +123,16 @@ id_type!(
 );
 
 id_type!(
+    /// An app served by this instance (an `[[apps]]` entry's `id`): 1–64 characters of
+    /// `[A-Za-z0-9._-]`. Devices registered without one belong to the default app.
+    AppId,
+    pattern = "^[A-Za-z0-9._-]{1,64}$",
+    example = "ios-shop",
+    valid = |s| s.len() <= 64 && valid(s, |b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+    invalid = |_| "app must be 1-64 characters of A-Z a-z 0-9 . _ -".into()
+);
+
+id_type!(
     /// A broadcast topic: 1–128 characters of `[A-Za-z0-9._:-]`.
     Topic,
     pattern = "^[A-Za-z0-9._:-]{1,128}$",

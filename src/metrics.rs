@@ -183,7 +183,15 @@ pub struct Metrics {
     pub delivery_latency: Histogram,
     /// `result`: `push::fcm::RequestResult`, counted by the FCM provider.
     pub fcm_results: LabelFamily,
+    /// `result`: `push::webpush::RequestResult`, counted by the Web Push provider.
+    pub webpush_results: LabelFamily,
     pub fcm_latency: Histogram,
+    /// `result`: `push::apns::RequestResult`, counted by the APNs provider.
+    pub apns_results: LabelFamily,
+    pub apns_latency: Histogram,
+    /// APNs provider tokens signed (at start, after each `apns.token_refresh_secs`, and once
+    /// after `ExpiredProviderToken`).
+    pub apns_tokens_signed: Counter,
     pub fcm_accepted: Counter,
     pub fcm_failed: Counter,
     pub fcm_tokens_pruned: Counter,
@@ -268,6 +276,30 @@ impl Metrics {
             "switchboard_fcm_requests",
             "FCM send requests, by answer",
             "result",
+        );
+        let webpush_results = LabelFamily::register(
+            &mut r,
+            "switchboard_webpush_results",
+            "Web Push sends, by the push service's answer",
+            "result",
+        );
+        let apns_results = LabelFamily::register(
+            &mut r,
+            "switchboard_apns_requests",
+            "APNs send requests, by answer",
+            "result",
+        );
+        let apns_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        r.register(
+            "switchboard_apns_latency_seconds",
+            "APNs send request latency",
+            apns_latency.clone(),
+        );
+        let apns_tokens_signed = Counter::default();
+        r.register(
+            "switchboard_apns_provider_tokens",
+            "APNs provider tokens (ES256 JWTs) signed",
+            apns_tokens_signed.clone(),
         );
         let fcm_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         r.register(
@@ -468,7 +500,11 @@ impl Metrics {
             routes,
             delivery_latency,
             fcm_results,
+            webpush_results,
             fcm_latency,
+            apns_results,
+            apns_latency,
+            apns_tokens_signed,
             fcm_accepted,
             fcm_failed,
             fcm_tokens_pruned,

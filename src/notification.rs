@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::ids::{self, Topic, UserId};
+use crate::ids::{self, AppId, Topic, UserId};
 
 /// FCM's limit on a message's payload (data + notification).
 pub const FCM_PAYLOAD_LIMIT: usize = 4096;
@@ -54,6 +54,13 @@ pub struct NotifyRequest {
         pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$"
     )]
     pub idempotency_key: Option<String>,
+    /// Only the user's devices of this app (an `[[apps]]` id); absent: all of them.
+    #[serde(default)]
+    pub app: Option<AppId>,
+    /// Private push: the push (FCM, APNs, Web Push) carries only the notification id, and the
+    /// app fetches the content from Switchboard; the content never passes the push services.
+    #[serde(default)]
+    pub private: bool,
 }
 
 /// What a device shows (FCM's `notification`).
@@ -113,6 +120,12 @@ pub struct Notification {
     pub priority: Priority,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collapse_key: Option<String>,
+    /// The app whose devices it goes to; `None`: every device of the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<AppId>,
+    /// Pushes carry only the id (private push).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub private: bool,
     /// Accept time, unix ms (the `sent_at` clients see).
     pub sent_at: u64,
     /// Accept time, unix µs, for the accept → written latency histogram.
@@ -171,6 +184,8 @@ impl NotifyRequest {
             ttl_secs: self.ttl_secs,
             priority: self.priority.unwrap_or_default(),
             collapse_key: self.collapse_key,
+            app: self.app,
+            private: self.private,
             sent_at: now / 1000,
             accepted_us: now,
             frame: OnceLock::new(),

@@ -160,7 +160,7 @@ impl NotificationRouter {
     ) -> Result<Route, RouteError> {
         let devices = if self.push.enabled() {
             match self.store.devices_for_user(&n.user_id).await {
-                Ok(devices) => devices,
+                Ok(devices) => self.push.reachable(n, devices),
                 // Accepted already: the queue reads them again later.
                 Err(e) if !refuse_when_full => {
                     tracing::warn!(notification_id = %n.id, error = %e, "cannot read the user's devices: queued for a later lookup");

@@ -21,6 +21,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/broadcast"),
     ("GET", "/v1/presence/{user_id}"),
     ("GET", "/v1/notifications/{id}"),
+    ("GET", "/v1/webpush/vapid_public_key"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),

@@ -4,16 +4,72 @@
 mod common;
 
 use common::services::TestDb;
-use switchboard::store::{Platform, Store, StoreError};
+use switchboard::ids::AppId;
+use switchboard::store::{Platform, ProviderKind, Registration, Store, StoreError};
+
+fn fcm(token: impl Into<String>, platform: Platform) -> Registration {
+    Registration {
+        provider: ProviderKind::Fcm,
+        token: token.into(),
+        platform,
+        app: None,
+    }
+}
+
+fn apns(token: &str, app: &str) -> Registration {
+    Registration {
+        provider: ProviderKind::Apns,
+        token: token.into(),
+        platform: Platform::Ios,
+        app: Some(AppId::try_from(app).unwrap()),
+    }
+}
+
+/// A device keeps its provider and app; a token the provider called gone at some time is
+/// deleted only where it was registered before then, and only for that provider.
+async fn providers_apps_and_gone_tokens(s: &Store) {
+    let hex = "ab".repeat(32);
+    let ios = s
+        .upsert_device("u4", "ios", &apns(&hex, "shop"))
+        .await
+        .unwrap();
+    s.upsert_device("u4", "droid", &fcm(hex.clone(), Platform::Android))
+        .await
+        .unwrap();
+    let list = s.devices_for_user("u4").await.unwrap();
+    assert_eq!(list.len(), 2, "one token, two providers: two devices");
+    let stored = list.iter().find(|d| d.device_id == "ios").unwrap();
+    assert_eq!(stored, &ios);
+    assert_eq!(stored.provider, ProviderKind::Apns);
+    assert_eq!(stored.app.as_deref(), Some("shop"));
+
+    let before = ios.updated_at - 1;
+    assert_eq!(
+        s.delete_token(ProviderKind::Apns, &hex, Some(before))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(s.devices_for_user("u4").await.unwrap().len(), 2);
+    let after = ios.updated_at + 1;
+    assert_eq!(
+        s.delete_token(ProviderKind::Apns, &hex, Some(after))
+            .await
+            .unwrap(),
+        1
+    );
+    let left = s.devices_for_user("u4").await.unwrap();
+    assert_eq!((left.len(), left[0].provider), (1, ProviderKind::Fcm));
+}
 
 async fn register_replace_list_delete(s: &Store) {
-    s.upsert_device("u1", "phone", "tok-a", Platform::Android)
+    s.upsert_device("u1", "phone", &fcm("tok-a", Platform::Android))
         .await
         .unwrap();
-    s.upsert_device("u1", "phone", "tok-b", Platform::Android)
+    s.upsert_device("u1", "phone", &fcm("tok-b", Platform::Android))
         .await
         .unwrap();
-    s.upsert_device("u1", "web", "tok-c", Platform::Web)
+    s.upsert_device("u1", "web", &fcm("tok-c", Platform::Web))
         .await
         .unwrap();
     let list = s.devices_for_user("u1").await.unwrap();
@@ -26,15 +82,20 @@ async fn register_replace_list_delete(s: &Store) {
     assert!(s.delete_device("u1", "web").await.unwrap());
     assert!(!s.delete_device("u1", "web").await.unwrap());
     assert!(!s.delete_device("someone-else", "phone").await.unwrap());
-    assert_eq!(s.delete_token("tok-b").await.unwrap(), 1);
+    assert_eq!(
+        s.delete_token(ProviderKind::Fcm, "tok-b", None)
+            .await
+            .unwrap(),
+        1
+    );
     assert!(s.devices_for_user("u1").await.unwrap().is_empty());
 }
 
 async fn a_token_moves_with_its_install(s: &Store) {
-    s.upsert_device("u2", "phone", "tok", Platform::Android)
+    s.upsert_device("u2", "phone", &fcm("tok", Platform::Android))
         .await
         .unwrap();
-    s.upsert_device("u3", "phone", "tok", Platform::Ios)
+    s.upsert_device("u3", "phone", &fcm("tok", Platform::Ios))
         .await
         .unwrap();
     assert!(s.devices_for_user("u2").await.unwrap().is_empty());
@@ -49,8 +110,12 @@ async fn concurrent_registrations_stop_at_the_cap(s: &Store) {
     let racing = (0..20).map(|i| {
         let s = s.clone();
         tokio::spawn(async move {
-            s.upsert_device("racer", &format!("d{i}"), &format!("t{i}"), Platform::Web)
-                .await
+            s.upsert_device(
+                "racer",
+                &format!("d{i}"),
+                &fcm(format!("t{i}"), Platform::Web),
+            )
+            .await
         })
     });
     let results: Vec<_> = futures::future::join_all(racing)
@@ -67,7 +132,7 @@ async fn concurrent_registrations_stop_at_the_cap(s: &Store) {
     let devices = s.devices_for_user("racer").await.unwrap();
     assert_eq!(devices.len(), 5);
     let known = &devices[0].device_id;
-    s.upsert_device("racer", known, "t-new", Platform::Web)
+    s.upsert_device("racer", known, &fcm("t-new", Platform::Web))
         .await
         .unwrap();
 }
@@ -81,6 +146,7 @@ async fn sqlite_store() {
     register_replace_list_delete(&s).await;
     a_token_moves_with_its_install(&s).await;
     concurrent_registrations_stop_at_the_cap(&s).await;
+    providers_apps_and_gone_tokens(&s).await;
     s.ping().await.unwrap();
 }
 
@@ -91,6 +157,7 @@ async fn postgres_store() {
     register_replace_list_delete(&s).await;
     a_token_moves_with_its_install(&s).await;
     concurrent_registrations_stop_at_the_cap(&s).await;
+    providers_apps_and_gone_tokens(&s).await;
     s.ping().await.unwrap();
     // Connecting again (a second node) finds the schema up to date.
     Store::connect(&db.url).await.unwrap().close().await;

@@ -125,6 +125,7 @@ pub enum ErrorCode {
     Forbidden,
     TopicNotAllowed,
     NotFound,
+    NotConfigured,
     MethodNotAllowed,
     RequestTimeout,
     IdempotencyKeyInUse,

@@ -11,7 +11,9 @@ mod extract;
 mod notify;
 pub mod openapi;
 mod ops;
+mod webpush;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +28,7 @@ use utoipa_axum::routes;
 use crate::auth::Auth;
 use crate::backend::Broker;
 use crate::config::Config;
+use crate::ids::AppId;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::router::NotificationRouter;
@@ -49,6 +52,9 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub limits: Arc<Limits>,
+    /// Each app's VAPID public key (base64url), for the apps with Web Push (`None`: the
+    /// default app).
+    pub vapid_public_keys: Arc<HashMap<Option<AppId>, String>>,
 }
 
 /// Every route, each registered with its OpenAPI operation: a route cannot exist without its
@@ -63,6 +69,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(notify::broadcast))
         .routes(routes!(notify::presence))
         .routes(routes!(delivery::status))
+        .routes(routes!(webpush::vapid_public_key))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

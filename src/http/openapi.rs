@@ -117,6 +117,7 @@ const ERROR_ANSWERS: &[(&str, &str, &str, bool)] = &[
     ("Forbidden", "403", "`forbidden`: a client token on the producer API; on the console's API, a producer key or client token (only an operator key opens it), or any key when the node's `auth.operator_keys` is empty (the console is closed).", false),
     ("TopicNotAllowed", "403", "`topic_not_allowed`: a requested topic is not in the token's `topics` claim.", false),
     ("NotFound", "404", "`not_found`.", false),
+    ("NotConfigured", "404", "`not_configured`: the feature is not configured on this server (Web Push: `webpush.vapid_private_key` is empty).", false),
     ("MethodNotAllowed", "405", "`method_not_allowed`: the path exists, with other methods.", false),
     ("RequestTimeout", "408", "`request_timeout`: the body did not arrive whole within `server.body_timeout_secs` of the request head; the connection is closed.", false),
     ("IdempotencyKeyInUse", "409", "`idempotency_key_in_use`: another request with this `idempotency_key` is still being processed; retry shortly.", false),
@@ -178,6 +179,7 @@ error_answers! {
     OpsErrors: "MethodNotAllowed", "Unavailable";
     BadRequest: "BadRequest";
     NotFound: "NotFound";
+    NotConfigured: "NotConfigured";
     TopicNotAllowed: "TopicNotAllowed";
     IdempotencyKeyInUse: "IdempotencyKeyInUse";
     TooManyDevices: "TooManyDevices";

@@ -3,14 +3,24 @@
 //! the durable [`queue`] until it is settled, bounds those in flight, retries what the provider
 //! says to retry, and records each outcome (the delivery record, the pruning of dead tokens).
 //!
-//! Providers: [`fcm`] (Firebase Cloud Messaging HTTP v1). A new one (APNs, Web Push) lives in
-//! `push/<provider>/`: it implements `Provider`, and [`start`] builds it from its config.
+//! Providers: [`fcm`] (Firebase Cloud Messaging HTTP v1), [`apns`] (Apple, HTTP/2 with provider
+//! tokens), [`webpush`] (browsers: RFC 8030, 8291, 8292). A new one lives in
+//! `push/<provider>/`: it implements `Provider`, and [`start`] adds it to the [`Providers`] of
+//! each app that configures it (one line).
 
+pub mod apns;
 pub mod fcm;
+mod providers;
 pub mod queue;
+mod registration;
 mod retry;
 mod sender;
+pub mod webpush;
 
+pub use providers::Providers;
+pub use registration::{
+    DeviceRegistration, InvalidRegistration, SubscriptionJson, SubscriptionKeys,
+};
 pub use sender::{Overloaded, Sender, SenderConfig, SubmitError};
 
 use std::sync::Arc;
@@ -22,8 +32,11 @@ use crate::backend::SharedLedger;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::notification::Notification;
+use crate::store::ProviderKind;
 use crate::store::Store;
+use apns::{ApnsProvider, ApnsSetupError};
 use fcm::{FcmProvider, FcmSetupError};
+use webpush::WebPushProvider;
 
 /// Sends one message to one device token.
 pub trait Provider: Send + Sync + 'static {
@@ -159,33 +172,55 @@ pub enum SetupError {
     #[error(transparent)]
     Fcm(#[from] FcmSetupError),
     #[error(transparent)]
+    WebPush(#[from] webpush::WebPushSetupError),
+    #[error(transparent)]
+    Apns(#[from] ApnsSetupError),
+    #[error(transparent)]
     Queue(#[from] queue::QueueError),
 }
 
-/// The sender for the configured provider, or a disabled one (nothing configured): then an
-/// offline user's notification has no route.
+/// The sender for the configured providers of every app, or a disabled one (none configured):
+/// then an offline user's notification has no route.
 pub async fn start(
     config: &Config,
     store: Store,
     ledger: SharedLedger,
     metrics: Arc<Metrics>,
 ) -> Result<Sender, SetupError> {
-    if !config.fcm_enabled() {
+    // The series are listed (at 0) whether or not their provider is configured.
+    let _ = metrics.fcm_results.counters::<fcm::RequestResult>();
+    let _ = metrics.apns_results.counters::<apns::RequestResult>();
+    let _ = metrics.webpush_results.counters::<webpush::RequestResult>();
+    let _ = metrics.push_retries.counters::<RetryCause>();
+    let mut providers = Providers::default();
+    for app in config.apps() {
+        if let Some(cfg) = &app.fcm {
+            let provider = FcmProvider::new(cfg, app.private, metrics.clone()).await?;
+            if let Err(e) = provider.check_token().await {
+                tracing::warn!(app = ?app.id, error = %e, "FCM: no OAuth token yet; sends will retry it");
+            }
+            providers.add(app.id.clone(), ProviderKind::Fcm, Arc::new(provider));
+        }
+        if let Some(cfg) = &app.apns {
+            let timeout = Duration::from_secs(config.fcm.request_timeout_secs);
+            let provider = ApnsProvider::new(cfg, app.private, timeout, metrics.clone())?;
+            providers.add(app.id.clone(), ProviderKind::Apns, Arc::new(provider));
+        }
+        if let Some(cfg) = &app.webpush {
+            let provider = WebPushProvider::new(cfg, app.private, &metrics)?;
+            providers.add(app.id.clone(), ProviderKind::Webpush, Arc::new(provider));
+        }
+    }
+    if providers.is_empty() {
         tracing::warn!(
-            "FCM is disabled (fcm.service_account is empty): notifications for offline users answer route \"none\""
+            "no push provider is configured (fcm.service_account, apns.key_path, webpush.vapid_private_key are empty): notifications for offline users answer route \"none\""
         );
-        // The FCM series are listed (at 0) whether or not FCM is configured.
-        let _ = metrics.fcm_results.counters::<fcm::RequestResult>();
-        let _ = metrics.push_retries.counters::<RetryCause>();
         return Ok(Sender::disabled());
     }
-    let provider = FcmProvider::new(&config.fcm, metrics.clone()).await?;
-    if let Err(e) = provider.check_token().await {
-        tracing::warn!(error = %e, "FCM: no OAuth token yet; sends will retry it");
-    }
+    tracing::info!(providers = ?providers.names(), "push providers");
     let queue = queue::open(config, store.clone()).await?;
     Ok(Sender::start(
-        Arc::new(provider),
+        providers,
         queue,
         SenderConfig::new(config),
         store,

@@ -2,12 +2,22 @@
 //! never before the provider's own `Retry-After`, and not past the send's deadline (its
 //! notification's `ttl_secs` or `push.max_retry_secs`, whichever ends first).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rand::RngExt;
 
 use crate::config::Config;
 use crate::notification::Notification;
+
+/// `Retry-After` as delta-seconds or an HTTP date, as every provider's answers carry it.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+}
 
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {

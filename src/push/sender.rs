@@ -7,18 +7,18 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::queue::{Entry, Finished, NewSends, Progress, QueueError, SharedQueue};
 use super::retry::RetryPolicy;
-use super::{Outcome, Provider, RetryCause};
+use super::{Outcome, Providers, RetryCause};
 use crate::backend::{Delivery, SharedLedger, Status};
 use crate::config::Config;
 use crate::metrics::{Counters, Metrics};
-use crate::notification::SharedNotification;
+use crate::notification::{Notification, SharedNotification};
 use crate::store::{Device, Store};
 use crate::time::unix_millis;
 
@@ -79,7 +79,7 @@ pub struct Sender {
 
 /// What every send needs, shared by all of them.
 struct Core {
-    provider: Arc<dyn Provider>,
+    providers: Providers,
     queue: SharedQueue,
     retry: RetryPolicy,
     lease_ms: u64,
@@ -113,9 +113,9 @@ impl Sender {
         }
     }
 
-    /// Starts the dispatcher and the sweep that send through `provider`.
+    /// Starts the dispatcher and the sweep that send through `providers`.
     pub fn start(
-        provider: Arc<dyn Provider>,
+        providers: Providers,
         queue: SharedQueue,
         cfg: SenderConfig,
         store: Store,
@@ -125,7 +125,7 @@ impl Sender {
         let (tx, rx) = mpsc::channel(cfg.queue_capacity);
         let drain = CancellationToken::new();
         let core = Arc::new(Core {
-            provider,
+            providers,
             queue,
             retry: cfg.retry,
             lease_ms: cfg.lease.as_millis() as u64,
@@ -152,6 +152,18 @@ impl Sender {
 
     pub fn enabled(&self) -> bool {
         self.core.is_some()
+    }
+
+    /// The devices of `devices` that `n` goes to: those of its app (all, when it names none)
+    /// that a configured provider of their app reaches.
+    pub fn reachable(&self, n: &Notification, mut devices: Vec<Device>) -> Vec<Device> {
+        match &self.core {
+            Some(core) => {
+                devices.retain(|d| core.reaches(n, d));
+                devices
+            }
+            None => Vec::new(),
+        }
     }
 
     /// Stores the sends of `n` to `devices` in the durable queue, then starts those that
@@ -228,6 +240,8 @@ impl Sender {
             device_id: String::new(),
             user_id: n.user_id.clone(),
             platform: crate::store::Platform::Android,
+            provider: crate::store::ProviderKind::Fcm,
+            app: None,
             token: String::new(),
             updated_at: 0,
         };
@@ -268,6 +282,13 @@ impl Sender {
 }
 
 impl Core {
+    fn reaches(&self, n: &Notification, device: &Device) -> bool {
+        n.app
+            .as_ref()
+            .is_none_or(|app| device.app.as_ref() == Some(app))
+            && self.providers.for_device(device).is_some()
+    }
+
     /// Sends what this node claimed when storing it, each in a slot.
     async fn dispatch(self: Arc<Self>, mut rx: mpsc::Receiver<Entry>, drain: CancellationToken) {
         let mut closing = false;
@@ -402,16 +423,24 @@ impl Core {
             self.look_up(entry).await;
             return;
         }
-        let outcome = self
-            .provider
+        let Some(provider) = self.providers.for_device(&entry.device) else {
+            // Queued before a restart that removed its app's provider from the configuration.
+            tracing::warn!(
+                provider = entry.device.provider.as_str(),
+                "push: no provider for this device's app any more"
+            );
+            self.settle(&entry, Some("no_provider")).await;
+            return;
+        };
+        let outcome = provider
             .send(&entry.notification, &entry.device.token)
             .await;
         match outcome {
             Outcome::Accepted => self.settle(&entry, None).await,
             Outcome::RetryAfter { reason, after } => self.retry_later(&entry, reason, after).await,
-            Outcome::TokenGone { .. } => {
+            Outcome::TokenGone { at } => {
                 self.settle(&entry, outcome.error()).await;
-                self.prune(&entry.device).await;
+                self.prune(&entry.device, at).await;
             }
             Outcome::Invalid { reason } => {
                 tracing::warn!(
@@ -431,7 +460,10 @@ impl Core {
     async fn look_up(&self, entry: Entry) {
         let n = &entry.notification;
         let devices = match self.store.devices_for_user(&n.user_id).await {
-            Ok(d) => d,
+            Ok(mut d) => {
+                d.retain(|d| self.reaches(n, d));
+                d
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "push: the user's devices still cannot be read");
                 self.retry_later(&entry, RetryCause::DeviceRead, None).await;
@@ -553,8 +585,18 @@ impl Core {
         }
     }
 
-    async fn prune(&self, device: &Device) {
-        match self.store.delete_token(&device.token).await {
+    /// Deletes a token its provider called gone; with `at` (since when), only a registration
+    /// older than that: one made since is a new install that reuses the token.
+    async fn prune(&self, device: &Device, at: Option<SystemTime>) {
+        let gone_at = at.map(|t| {
+            let ms = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+            i64::try_from(ms).unwrap_or(i64::MAX)
+        });
+        match self
+            .store
+            .delete_token(device.provider, &device.token, gone_at)
+            .await
+        {
             Ok(n) => {
                 self.metrics.fcm_tokens_pruned.inc_by(n);
                 tracing::info!(

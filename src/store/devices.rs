@@ -1,4 +1,5 @@
-//! The device registry: which FCM tokens reach a user when no stream does.
+//! The device registry: which push tokens (FCM, APNs, Web Push subscriptions) reach a user
+//! when no stream does, each for one app.
 //!
 //! A user has at most `devices.max_per_user` devices, checked inside the registering
 //! transaction, so the cap is exact with any number of nodes and concurrent registrations:
@@ -14,6 +15,7 @@ use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
 use super::{on_pool, Pool, Store, StoreError};
+use crate::ids::AppId;
 
 /// Most users whose device lists a node caches; past it the cache starts over.
 const CACHE_USERS: usize = 200_000;
@@ -84,11 +86,61 @@ impl Platform {
     }
 }
 
+/// The push service that reaches a device; the name is the one clients register with, and the
+/// metrics' label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Fcm,
+    Apns,
+    Webpush,
+}
+
+impl ProviderKind {
+    pub const ALL: [ProviderKind; 3] =
+        [ProviderKind::Fcm, ProviderKind::Apns, ProviderKind::Webpush];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Fcm => "fcm",
+            ProviderKind::Apns => "apns",
+            ProviderKind::Webpush => "webpush",
+        }
+    }
+
+    /// A stored name back; rows written before providers existed have `fcm`.
+    pub fn parse(s: &str) -> ProviderKind {
+        match s {
+            "apns" => ProviderKind::Apns,
+            "webpush" => ProviderKind::Webpush,
+            _ => ProviderKind::Fcm,
+        }
+    }
+}
+
+/// The app a stored row belongs to: '' is the default app.
+pub fn app_from_column(s: &str) -> Option<AppId> {
+    if s.is_empty() {
+        None
+    } else {
+        AppId::try_from(s).ok()
+    }
+}
+
+pub fn app_column(app: Option<&AppId>) -> &str {
+    app.map_or("", |a| a.as_str())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Device {
     pub device_id: String,
     pub user_id: String,
     pub platform: Platform,
+    pub provider: ProviderKind,
+    /// The app it belongs to; absent for the default app.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub app: Option<AppId>,
     /// Never shown to clients: it is a credential for pushing to the device.
     #[serde(skip)]
     pub token: String,
@@ -96,12 +148,25 @@ pub struct Device {
     pub updated_at: i64,
 }
 
+/// What a client registers for one of its devices (parsed from the request by `push`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub provider: ProviderKind,
+    /// What the provider addresses: an FCM token, an APNs device token, or a Web Push
+    /// subscription's canonical JSON.
+    pub token: String,
+    pub platform: Platform,
+    pub app: Option<AppId>,
+}
+
 #[derive(sqlx::FromRow)]
 struct DeviceRow {
     user_id: String,
     device_id: String,
-    fcm_token: String,
+    token: String,
     platform: String,
+    provider: String,
+    app: String,
     updated_at: i64,
 }
 
@@ -111,18 +176,22 @@ impl From<DeviceRow> for Device {
             device_id: r.device_id,
             user_id: r.user_id,
             platform: Platform::parse(&r.platform),
-            token: r.fcm_token,
+            provider: ProviderKind::parse(&r.provider),
+            app: app_from_column(&r.app),
+            token: r.token,
             updated_at: r.updated_at,
         }
     }
 }
 
-const UPSERT: &str = "INSERT INTO devices (user_id, device_id, fcm_token, platform, updated_at) \
-     VALUES ($1, $2, $3, $4, $5) \
-     ON CONFLICT (user_id, device_id) DO UPDATE SET fcm_token = excluded.fcm_token, \
-     platform = excluded.platform, updated_at = excluded.updated_at";
+const UPSERT: &str =
+    "INSERT INTO devices (user_id, device_id, token, platform, provider, app, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     ON CONFLICT (user_id, device_id) DO UPDATE SET token = excluded.token, \
+     platform = excluded.platform, provider = excluded.provider, app = excluded.app, \
+     updated_at = excluded.updated_at";
 /// A token belongs to one app install: registering it elsewhere retires the older row.
-const RETIRE_TOKEN: &str = "DELETE FROM devices WHERE fcm_token = $1 \
+const RETIRE_TOKEN: &str = "DELETE FROM devices WHERE token = $1 AND provider = $4 \
      AND NOT (user_id = $2 AND device_id = $3) RETURNING user_id";
 /// PostgreSQL: serialises the registrations of one user until the transaction ends. The
 /// two-key form keeps these locks apart from single-key ones (sqlx's migration lock); the first
@@ -133,10 +202,13 @@ const LOCK_USER: &str = "SELECT pg_advisory_xact_lock(1399087972, hashtext($1))"
 const COUNT: &str =
     "SELECT COUNT(*), COALESCE(SUM(CASE WHEN device_id = $2 THEN 1 ELSE 0 END), 0) \
      FROM devices WHERE user_id = $1";
-const BY_USER: &str = "SELECT user_id, device_id, fcm_token, platform, updated_at FROM devices \
-     WHERE user_id = $1 ORDER BY device_id";
+const BY_USER: &str = "SELECT user_id, device_id, token, platform, provider, app, updated_at \
+     FROM devices WHERE user_id = $1 ORDER BY device_id";
 const DELETE: &str = "DELETE FROM devices WHERE user_id = $1 AND device_id = $2";
-const DELETE_TOKEN: &str = "DELETE FROM devices WHERE fcm_token = $1 RETURNING user_id";
+/// Only registrations older than `$3`: a device that registered the token again after the
+/// provider saw it gone is a new install.
+const DELETE_TOKEN: &str = "DELETE FROM devices WHERE token = $1 AND provider = $2 \
+     AND updated_at < $3 RETURNING user_id";
 
 impl Store {
     /// Registers (or re-registers, replacing the token) a device of `user_id`; a new device
@@ -145,9 +217,9 @@ impl Store {
         &self,
         user_id: &str,
         device_id: &str,
-        fcm_token: &str,
-        platform: Platform,
+        reg: &Registration,
     ) -> Result<Device, StoreError> {
+        let app = app_column(reg.app.as_ref());
         let now = crate::time::unix_millis() as i64;
         let lock = matches!(self.pool, Pool::Postgres(_)).then_some(LOCK_USER);
         let max = self.max_devices_per_user;
@@ -157,9 +229,10 @@ impl Store {
                 sqlx::query(lock).bind(user_id).execute(&mut *tx).await?;
             }
             let retired = sqlx::query_as(RETIRE_TOKEN)
-                .bind(fcm_token)
+                .bind(&reg.token)
                 .bind(user_id)
                 .bind(device_id)
+                .bind(reg.provider.as_str())
                 .fetch_all(&mut *tx)
                 .await?;
             let (count, known): (i64, i64) = sqlx::query_as(COUNT)
@@ -174,8 +247,10 @@ impl Store {
             sqlx::query(UPSERT)
                 .bind(user_id)
                 .bind(device_id)
-                .bind(fcm_token)
-                .bind(platform.as_str())
+                .bind(&reg.token)
+                .bind(reg.platform.as_str())
+                .bind(reg.provider.as_str())
+                .bind(app)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
@@ -188,8 +263,10 @@ impl Store {
         Ok(Device {
             device_id: device_id.to_string(),
             user_id: user_id.to_string(),
-            platform,
-            token: fcm_token.to_string(),
+            platform: reg.platform,
+            provider: reg.provider,
+            app: reg.app.clone(),
+            token: reg.token.clone(),
             updated_at: now,
         })
     }
@@ -228,10 +305,18 @@ impl Store {
         Ok(devices)
     }
 
-    /// Forgets a token FCM called UNREGISTERED; returns how many rows had it.
-    pub async fn delete_token(&self, fcm_token: &str) -> Result<u64, StoreError> {
+    /// Forgets a token its provider called gone (registered before `gone_at`, unix ms, when
+    /// the provider said since when); returns how many rows had it.
+    pub async fn delete_token(
+        &self,
+        provider: ProviderKind,
+        token: &str,
+        gone_at: Option<i64>,
+    ) -> Result<u64, StoreError> {
         let users: Vec<(String,)> = on_pool!(self, pool => sqlx::query_as(DELETE_TOKEN)
-            .bind(fcm_token)
+            .bind(token)
+            .bind(provider.as_str())
+            .bind(gone_at.unwrap_or(i64::MAX))
             .fetch_all(pool)
             .await?);
         if let Some(cache) = &self.devices {

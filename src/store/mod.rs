@@ -8,7 +8,7 @@
 mod devices;
 mod push_queue;
 
-pub use devices::{Device, Platform};
+pub use devices::{app_column, app_from_column, Device, Platform, ProviderKind, Registration};
 pub use push_queue::{
     Applied, Change, Finished, NewRow, NewSends as NewRows, QueueRow, Write, Written,
 };

@@ -12,8 +12,11 @@ pub struct QueueRow {
     pub notification_id: String,
     pub device_id: String,
     pub user_id: String,
-    pub fcm_token: String,
+    pub token: String,
     pub platform: String,
+    pub provider: String,
+    /// '' for the default app.
+    pub app: String,
     pub attempts: i64,
     pub created_at: i64,
     pub deadline_at: i64,
@@ -26,8 +29,11 @@ pub struct QueueRow {
 pub struct NewRow {
     pub device_id: String,
     pub user_id: String,
-    pub fcm_token: String,
+    pub token: String,
     pub platform: String,
+    pub provider: String,
+    /// '' for the default app.
+    pub app: String,
 }
 
 /// The new sends of one notification (`payload`: its JSON).
@@ -105,11 +111,10 @@ pub enum Written {
     Claimed(Vec<QueueRow>),
 }
 
-/// Rows per multi-row statement: at most 11 parameters each, well under SQLite's 32 766.
+/// Rows per multi-row statement: at most 13 parameters each, well under SQLite's 32 766.
 const ROWS_PER_STATEMENT: usize = 1000;
-const INSERT_ROWS: &str =
-    "INSERT INTO push_queue (notification_id, device_id, user_id, fcm_token, \
-     platform, attempts, due_at, created_at, deadline_at, claim, payload) ";
+const INSERT_ROWS: &str = "INSERT INTO push_queue (notification_id, device_id, user_id, token, \
+     platform, provider, app, attempts, due_at, created_at, deadline_at, claim, payload) ";
 const INSERT_ROWS_TAIL: &str = " ON CONFLICT (notification_id, device_id) DO NOTHING \
      RETURNING notification_id, device_id";
 const INSERT_BATCHES: &str = "INSERT INTO push_batches (notification_id, remaining, accepted) ";
@@ -118,8 +123,8 @@ const INSERT_BATCHES_TAIL: &str = " ON CONFLICT (notification_id) \
 const CLAIM: &str = "UPDATE push_queue SET claim = $1, due_at = $2 \
      WHERE (notification_id, device_id) IN (SELECT notification_id, device_id FROM push_queue \
      WHERE due_at <= $3 ORDER BY due_at LIMIT $4) \
-     RETURNING notification_id, device_id, user_id, fcm_token, platform, attempts, created_at, \
-     deadline_at, last_error, payload";
+     RETURNING notification_id, device_id, user_id, token, platform, provider, app, attempts, \
+     created_at, deadline_at, last_error, payload";
 // The multi-row forms take their rows from a `WITH v(...) AS (VALUES ...)`: SQLite looks a
 // row-value `IN` up in the primary key when its right side is a subquery, not a bare VALUES.
 const DELETE_MANY_HEAD: &str = "WITH v(id, dev, claim) AS (";
@@ -287,8 +292,10 @@ impl Store {
                     b.push_bind(p.id.as_str())
                         .push_bind(r.device_id.as_str())
                         .push_bind(r.user_id.as_str())
-                        .push_bind(r.fcm_token.as_str())
+                        .push_bind(r.token.as_str())
                         .push_bind(r.platform.as_str())
+                        .push_bind(r.provider.as_str())
+                        .push_bind(r.app.as_str())
                         .push_bind(0_i64)
                         .push_bind(p.due_at)
                         .push_bind(p.created_at)

@@ -6,6 +6,7 @@
 pub mod deploy;
 pub mod services;
 pub mod sse;
+pub mod webpush;
 
 use std::path::PathBuf;
 use std::process::Stdio;

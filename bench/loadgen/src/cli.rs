@@ -143,6 +143,10 @@ pub struct FcmArgs {
     /// After the window, wait this long at most for the FCM queue to drain.
     #[arg(long, default_value_t = 60.0)]
     pub fcm_drain_secs: f64,
+    /// Web Push instead of FCM: --mock-url is a webpush-mock; each user registers one browser
+    /// subscription created there.
+    #[arg(long)]
+    pub webpush: bool,
 }
 
 #[derive(Args)]

@@ -1,17 +1,19 @@
-//! `fcm`: Switchboard with FCM pointed at fcm-mock. Every user registers one device and holds
-//! no stream, so each notify goes the FCM way; the send rate is what fcm-mock accepts, and the
-//! router's memory is sampled to show it stays flat.
+//! `fcm`: Switchboard with FCM pointed at fcm-mock (or, with `--webpush`, Web Push pointed at
+//! webpush-mock). Every user registers one device and holds no stream, so each notify goes the
+//! push way; the send rate is what the mock accepts (webpush-mock decrypts every message
+//! first), and the router's memory is sampled to show it stays flat.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::Method;
+use http_body_util::BodyExt as _;
 use serde_json::json;
 
 use crate::cli::{parse_rate, FcmArgs};
 use crate::live::Setup;
-use crate::net::Server;
+use crate::net::{Server, Sources};
 use crate::procfs::ServerProcs;
 use crate::publish::{self, once, Outgoing, Plan, Workload};
 use crate::report::{emit, rate, round3, Watch};
@@ -23,6 +25,8 @@ use crate::unicast::{Routes, UnicastLoad};
 struct RegisterLoad {
     target: Target,
     users: Vec<usize>,
+    /// Web Push: the registration body of each user (same order as `users`).
+    subscriptions: Option<Vec<String>>,
     next: AtomicUsize,
 }
 
@@ -30,16 +34,47 @@ impl Workload for RegisterLoad {
     fn next(&self, host: &str) -> Option<Outgoing> {
         let k = self.next.fetch_add(1, Ordering::Relaxed);
         let user = *self.users.get(k)?;
-        Some(Outgoing {
-            request: self.target.register_device(host, user),
-            items: 1,
-        })
+        let request = match &self.subscriptions {
+            Some(bodies) => self
+                .target
+                .register_device_as(host, user, bodies[k].clone()),
+            None => self.target.register_device(host, user),
+        };
+        Some(Outgoing { request, items: 1 })
     }
 
     fn answered(&self, _items: u64, _status: u16, _body: &[u8]) {}
 }
 
-/// fcm-mock's `accepted` counter.
+/// `n` subscriptions created at webpush-mock, each as a device registration body.
+async fn subscriptions(mock: &Server, n: usize) -> anyhow::Result<Vec<String>> {
+    let mut sender = publish::handshake(mock, &Sources::parse("")?).await?;
+    let mut bodies = Vec::with_capacity(n);
+    for _ in 0..n {
+        sender.ready().await?;
+        let resp = sender
+            .send_request(publish::request(
+                Method::POST,
+                &mock.host,
+                "/_mock/subscriptions",
+                None,
+                None,
+            ))
+            .await?;
+        if resp.status() != 201 {
+            anyhow::bail!(
+                "webpush-mock /_mock/subscriptions answered {}",
+                resp.status()
+            );
+        }
+        let sub = resp.into_body().collect().await?.to_bytes();
+        let sub: serde_json::Value = serde_json::from_slice(&sub)?;
+        bodies.push(json!({"provider": "webpush", "subscription": sub}).to_string());
+    }
+    Ok(bodies)
+}
+
+/// The mock's `accepted` counter (fcm-mock and webpush-mock both keep one).
 async fn accepted(mock: &Server) -> anyhow::Result<u64> {
     let (status, body) = once(mock, Method::GET, "/_mock/stats").await?;
     if status != 200 {
@@ -48,7 +83,7 @@ async fn accepted(mock: &Server) -> anyhow::Result<u64> {
     let v: serde_json::Value = serde_json::from_slice(&body)?;
     v["accepted"]
         .as_u64()
-        .ok_or_else(|| anyhow::anyhow!("fcm-mock stats without accepted: {v}"))
+        .ok_or_else(|| anyhow::anyhow!("the mock's stats without accepted: {v}"))
 }
 
 /// One sample per second: (seconds since the window started, mock accepted, server RSS KiB).
@@ -89,9 +124,22 @@ pub async fn fcm(args: FcmArgs) -> anyhow::Result<()> {
         window: None,
         connect_concurrency: args.common.connect_concurrency,
     };
+    let subscriptions = if args.webpush {
+        let started = Instant::now();
+        let bodies = subscriptions(&mock, setup.users.len()).await?;
+        eprintln!(
+            "webpush: {} subscriptions created at the mock in {:.1}s",
+            bodies.len(),
+            started.elapsed().as_secs_f64()
+        );
+        Some(bodies)
+    } else {
+        None
+    };
     let reg = Arc::new(RegisterLoad {
         target: setup.target.clone(),
         users: setup.users.clone(),
+        subscriptions,
         next: AtomicUsize::new(0),
     });
     let reg_answers = Arc::new(Answers::default());
@@ -178,7 +226,7 @@ pub async fn fcm(args: FcmArgs) -> anyhow::Result<()> {
     let rss = |m: &str| watch.get(m).map(|(u, _)| u.rss_kib);
     let cpu = watch.cpu_between("window_start", "window_end");
     let report = json!({
-        "mode": "fcm",
+        "mode": if args.webpush { "webpush" } else { "fcm" },
         "target": setup.target.kind,
         "users": args.users,
         "devices_registered": reg_answers.ok.load(Ordering::Relaxed),
@@ -205,8 +253,9 @@ pub async fn fcm(args: FcmArgs) -> anyhow::Result<()> {
         "server": watch.json(),
     });
     let summary = format!(
-        "fcm: {} notifies accepted ({} fcm) in {window:.1}s; fcm-mock accepted {} in window = {:.0}/s, \
+        "{}: {} notifies accepted ({} push) in {window:.1}s; the mock accepted {} in window = {:.0}/s, \
          {total} in all ({:.0}/s); RSS {:?} → {:?} KiB (max {rss_max}); errors {}",
+        if args.webpush { "webpush" } else { "fcm" },
         load.routes.accepted(),
         fcm_routed,
         acc1 - acc0,

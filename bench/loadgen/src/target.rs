@@ -180,6 +180,11 @@ impl Target {
     /// Registers device `d-<i>` of user `i` with FCM token `tok-<i>` (Switchboard).
     pub fn register_device(&self, host: &str, i: usize) -> http::Request<Body> {
         let body = format!(r#"{{"fcm_token":"tok-{i}","platform":"android"}}"#);
+        self.register_device_as(host, i, body)
+    }
+
+    /// Registers device `d-<i>` of user `i` with the registration `body` (Switchboard).
+    pub fn register_device_as(&self, host: &str, i: usize, body: String) -> http::Request<Body> {
         request(
             Method::PUT,
             host,

@@ -1,12 +1,13 @@
 //! What an FCM answer means for the message: done, retry, refresh the OAuth token, prune the
 //! device token, or give up. Codes follow FCM v1's `FcmError.errorCode`, then the HTTP status.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::StatusCode;
 use serde::Deserialize;
 
 use crate::metrics::Label;
+pub use crate::push::retry::parse_retry_after;
 use crate::push::{InvalidReason, RetryReason};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,16 +143,6 @@ pub fn classify(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) 
         400 => fatal(InvalidReason::InvalidArgument),
         _ => fatal(InvalidReason::Other),
     }
-}
-
-/// `Retry-After` as delta-seconds or an HTTP date.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(SystemTime::now()).unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use futures::future::{BoxFuture, FutureExt};
 use yup_oauth2::authenticator::DefaultAuthenticator;
 
 use super::answer::{classify, parse_retry_after, Answer, RequestResult};
-use super::message::send_body;
+use super::message::send_body_for;
 use crate::config::{read_capped, FcmConfig};
 use crate::metrics::{Counters, Metrics};
 use crate::notification::Notification;
@@ -42,11 +42,17 @@ pub struct FcmProvider {
     url: String,
     metrics: Arc<Metrics>,
     results: Counters<RequestResult>,
+    /// The app's private push: every message carries only the notification id.
+    private: bool,
 }
 
 impl FcmProvider {
     /// Reads the service-account key and builds the clients (no request yet).
-    pub async fn new(cfg: &FcmConfig, metrics: Arc<Metrics>) -> Result<FcmProvider, FcmSetupError> {
+    pub async fn new(
+        cfg: &FcmConfig,
+        private: bool,
+        metrics: Arc<Metrics>,
+    ) -> Result<FcmProvider, FcmSetupError> {
         let path = cfg.service_account.trim().to_string();
         // Capped: the key is a few KiB, and a path to a device must not fill the memory.
         let key = read_capped(std::path::Path::new(&path))
@@ -74,6 +80,7 @@ impl FcmProvider {
             url: format!("{endpoint}/v1/projects/{}/messages:send", cfg.project_id),
             results: metrics.fcm_results.counters(),
             metrics,
+            private,
         })
     }
 
@@ -85,7 +92,7 @@ impl FcmProvider {
 
     /// One request, and a second one with a fresh OAuth token if FCM refused ours.
     async fn deliver(&self, n: &Notification, token: &str) -> Outcome {
-        let body = bytes::Bytes::from(send_body(n, token));
+        let body = bytes::Bytes::from(send_body_for(n, token, self.private || n.private));
         let mut answer = self.request(body.clone(), false).await;
         if answer == Answer::Unauthenticated {
             // A revoked or expired token: fetch a fresh one and try again, once.

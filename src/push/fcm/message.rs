@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::notification::{Content, Notification, Priority};
+use crate::notification::{Content, Notification, Priority, ID_DATA_KEY};
 
 #[derive(Serialize)]
 struct SendRequest<'a> {
@@ -29,13 +29,24 @@ struct Android<'a> {
     collapse_key: Option<&'a str>,
 }
 
-/// `{"message":{"token", "data" (with the notification id), "notification", "android"}}`.
+/// `{"message":{"token", "data" (with the notification id), "notification", "android"}}`;
+/// a private notification's carries only the id.
 pub fn send_body(n: &Notification, token: &str) -> Vec<u8> {
+    send_body_for(n, token, n.private)
+}
+
+/// `private`: the notification's own flag or its app's `private`.
+pub(super) fn send_body_for(n: &Notification, token: &str, private: bool) -> Vec<u8> {
+    let (data, notification) = if private {
+        (BTreeMap::from([(ID_DATA_KEY, n.id.as_str())]), None)
+    } else {
+        (n.fcm_data(), n.notification.as_ref())
+    };
     let request = SendRequest {
         message: Message {
             token,
-            data: n.fcm_data(),
-            notification: n.notification.as_ref(),
+            data,
+            notification,
             android: Android {
                 priority: match n.priority {
                     Priority::High => "high",
@@ -71,5 +82,18 @@ mod tests {
         assert_eq!(m["android"]["priority"], "normal");
         assert_eq!(m["android"]["ttl"], "60s");
         assert_eq!(m["android"]["collapse_key"], "c");
+    }
+
+    #[test]
+    fn a_private_message_carries_only_the_id() {
+        let req: NotifyRequest = serde_json::from_str(
+            r#"{"user_id":"u","data":{"k":"v"},"notification":{"title":"T"},"private":true}"#,
+        )
+        .unwrap();
+        let n = req.accept().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&send_body(&n, "tok")).unwrap();
+        let m = &v["message"];
+        assert_eq!(m["data"], serde_json::json!({"switchboard_id": n.id}));
+        assert!(m.get("notification").is_none(), "{m}");
     }
 }

@@ -4,8 +4,9 @@
 //! - `{ns}:pq:due`: sorted set of sends (`<notification id>:<device id>`) by due time, or by
 //!   lease end while claimed;
 //! - `{ns}:pq:age`: the same sends by creation time (the oldest one's age);
-//! - `{ns}:pq:e:<send>`: hash `u` user, `t` token, `p` platform, `a` attempts, `c` created,
-//!   `dl` deadline, `e` last error, `k` the claim holding it (empty: none);
+//! - `{ns}:pq:e:<send>`: hash `u` user, `t` token, `p` platform, `v` provider, `ap` app (empty:
+//!   the default app), `a` attempts, `c` created, `dl` deadline, `e` last error, `k` the claim
+//!   holding it (empty: none);
 //! - `{ns}:pq:b:<notification id>`: hash `n` the notification's JSON, `r` sends left, `a`
 //!   sends accepted, `m:<device id>` one per queued send.
 
@@ -21,7 +22,7 @@ use super::{
 };
 use crate::config::BrokerConfig;
 use crate::notification::Notification;
-use crate::store::{Device, Platform};
+use crate::store::{app_column, app_from_column, Device, Platform, ProviderKind};
 use crate::time::unix_millis;
 
 /// A UUID's length: a send's name is `<notification id>:<device id>`.
@@ -32,12 +33,12 @@ local pre, nid, claim, due, created, deadline, payload, user =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local b = pre .. 'b:' .. nid
 local added = {}
-for i = 9, #ARGV, 3 do
+for i = 9, #ARGV, 5 do
   local member = nid .. ':' .. ARGV[i]
   local key = pre .. 'e:' .. member
   if redis.call('EXISTS', key) == 0 then
-    redis.call('HSET', key, 'u', user, 't', ARGV[i + 1], 'p', ARGV[i + 2], 'a', 0,
-      'c', created, 'dl', deadline, 'k', claim)
+    redis.call('HSET', key, 'u', user, 't', ARGV[i + 1], 'p', ARGV[i + 2], 'v', ARGV[i + 3],
+      'ap', ARGV[i + 4], 'a', 0, 'c', created, 'dl', deadline, 'k', claim)
     redis.call('ZADD', KEYS[1], due, member)
     redis.call('ZADD', KEYS[2], created, member)
     redis.call('HSET', b, 'm:' .. ARGV[i], 1)
@@ -60,10 +61,10 @@ for _, m in ipairs(members) do
   if redis.call('EXISTS', key) == 1 then
     redis.call('ZADD', KEYS[1], lease_end, m)
     redis.call('HSET', key, 'k', claim)
-    local f = redis.call('HMGET', key, 'u', 't', 'p', 'a', 'c', 'dl', 'e')
+    local f = redis.call('HMGET', key, 'u', 't', 'p', 'a', 'c', 'dl', 'e', 'v', 'ap')
     local payload = redis.call('HGET', pre .. 'b:' .. string.sub(m, 1, 36), 'n')
     out[#out + 1] = {m, f[1] or '', f[2] or '', f[3] or '', f[4] or '0', f[5] or '0',
-      f[6] or '0', f[7] or '', payload or ''}
+      f[6] or '0', f[7] or '', payload or '', f[8] or '', f[9] or ''}
   else
     redis.call('ZREM', KEYS[1], m)
     redis.call('ZREM', KEYS[2], m)
@@ -155,7 +156,7 @@ fn member(entry: &Entry) -> String {
 
 /// One claimed row back into an entry; `None` when it is unreadable.
 fn entry(row: Vec<String>, claim: &Arc<str>) -> Option<Entry> {
-    let [m, user, token, platform, attempts, created, deadline, error, payload]: [String; 9] =
+    let [m, user, token, platform, attempts, created, deadline, error, payload, provider, app]: [String; 11] =
         row.try_into().ok()?;
     if m.len() <= ID_LEN {
         return None;
@@ -174,6 +175,8 @@ fn entry(row: Vec<String>, claim: &Arc<str>) -> Option<Entry> {
             device_id,
             user_id: user,
             platform: Platform::parse(&platform),
+            provider: ProviderKind::parse(&provider),
+            app: app_from_column(&app),
             token,
             updated_at: 0,
         },
@@ -205,6 +208,8 @@ impl PushQueue for RedisQueue {
                 d.device_id.clone(),
                 d.token.clone(),
                 d.platform.as_str().to_string(),
+                d.provider.as_str().to_string(),
+                app_column(d.app.as_ref()).to_string(),
             ]);
         }
         async move {

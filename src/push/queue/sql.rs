@@ -12,7 +12,8 @@ use super::{
 };
 use crate::notification::Notification;
 use crate::store::{
-    Applied, Change, Device, NewRow, NewRows, Platform, QueueRow, Store, Write, Written,
+    app_column, app_from_column, Applied, Change, Device, NewRow, NewRows, Platform, ProviderKind,
+    QueueRow, Store, StoreError, Write, Written,
 };
 use crate::time::unix_millis;
 
@@ -104,7 +105,9 @@ fn entry(row: QueueRow, claim: &Arc<str>) -> Option<Entry> {
             device_id: row.device_id,
             user_id: row.user_id,
             platform: Platform::parse(&row.platform),
-            token: row.fcm_token,
+            provider: ProviderKind::parse(&row.provider),
+            app: app_from_column(&row.app),
+            token: row.token,
             updated_at: 0,
         },
         attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
@@ -130,8 +133,10 @@ impl PushQueue for SqlQueue {
                     .map(|d| NewRow {
                         device_id: d.device_id.to_string(),
                         user_id: d.user_id.to_string(),
-                        fcm_token: d.token.to_string(),
+                        token: d.token.to_string(),
                         platform: d.platform.as_str().to_string(),
+                        provider: d.provider.as_str().to_string(),
+                        app: app_column(d.app.as_ref()).to_string(),
                     })
                     .collect(),
                 claim: sends.claim.map(str::to_string),
@@ -256,9 +261,40 @@ mod tests {
             device_id: id.into(),
             user_id: "u".into(),
             platform: Platform::Android,
+            provider: ProviderKind::Fcm,
+            app: None,
             token: format!("tok-{id}"),
             updated_at: 0,
         }
+    }
+
+    #[tokio::test]
+    async fn a_queued_send_keeps_its_devices_provider_and_app() {
+        let (q, _dir) = queue().await;
+        let req: NotifyRequest =
+            serde_json::from_str(r#"{"user_id":"u","data":{"k":"v"}}"#).unwrap();
+        let n = Arc::new(req.accept().unwrap());
+        let ios = Device {
+            platform: Platform::Ios,
+            provider: ProviderKind::Apns,
+            app: Some("shop".try_into().unwrap()),
+            token: "ab".repeat(32),
+            ..device("ios")
+        };
+        let now = unix_millis();
+        q.put(NewSends {
+            notification: &n,
+            devices: &[ios.clone(), device("android")],
+            claim: None,
+            due_ms: now,
+            deadline_ms: now + 600_000,
+        })
+        .await
+        .unwrap();
+        let mut taken = q.claim("c".into(), 10, now + 60_000).await.unwrap();
+        taken.sort_by(|a, b| a.device.device_id.cmp(&b.device.device_id));
+        assert_eq!(taken[0].device, device("android"));
+        assert_eq!(taken[1].device, ios);
     }
 
     #[tokio::test]
