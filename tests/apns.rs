@@ -68,7 +68,10 @@ async fn an_offline_ios_device_gets_an_apns_message_with_the_right_headers_and_p
     // Accept time plus ttl_secs, in unix seconds.
     let accepted = record["created_at"].as_u64().unwrap() / 1000;
     let expiration = m["expiration"].as_u64().unwrap();
-    assert!((accepted + 599..=accepted + 601).contains(&expiration), "{m} {record}");
+    assert!(
+        (accepted + 599..=accepted + 601).contains(&expiration),
+        "{m} {record}"
+    );
     assert_eq!(
         m["payload"],
         json!({"aps": {"alert": {"title": "Order filled", "body": "42 shares"}, "sound": "default"},
