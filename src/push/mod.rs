@@ -203,7 +203,7 @@ pub async fn start(
     }
     if providers.is_empty() {
         tracing::warn!(
-            "no push provider is configured (fcm.service_account, apns.key_path are empty): notifications for offline users answer route \"none\""
+            "no push provider is configured (FCM is disabled: fcm.service_account is empty; APNs is disabled: apns.key_path is empty): notifications for offline users answer route \"none\""
         );
         return Ok(Sender::disabled());
     }
