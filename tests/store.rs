@@ -113,7 +113,7 @@ async fn concurrent_registrations_stop_at_the_cap(s: &Store) {
             s.upsert_device(
                 "racer",
                 &format!("d{i}"),
-                &fcm(&format!("t{i}"), Platform::Web),
+                &fcm(format!("t{i}"), Platform::Web),
             )
             .await
         })

@@ -92,7 +92,7 @@ impl Config {
                 } else if let Err(e) =
                     super::read_capped(std::path::Path::new(fcm.service_account.trim()))
                         .map_err(std::io::Error::other)
-                        .and_then(|b| yup_oauth2::parse_service_account_key(b))
+                        .and_then(yup_oauth2::parse_service_account_key)
                 {
                     errors.push(format!(
                         "{section}.fcm.service_account: {:?} is not a readable service-account JSON key: {e}",

@@ -124,7 +124,7 @@ fn fcm_token(t: String) -> Result<String, InvalidRegistration> {
 /// lowercase so one device is one row whatever case the app sends.
 fn apns_token(t: String) -> Result<String, InvalidRegistration> {
     let ok = (64..=200).contains(&t.len())
-        && t.len() % 2 == 0
+        && t.len().is_multiple_of(2)
         && t.bytes().all(|b| b.is_ascii_hexdigit());
     if !ok {
         return invalid("the APNs device token must be 64-200 hex digits (an even number)");
