@@ -17,7 +17,10 @@
 #   BENCH_W7_CLIENTS [10000] pollers / streams of W7
 #   BENCH_CONNECTIONS [16]   publisher connections
 #   BENCH_HOLD_SECS [10]     W1: how long streams stay open before memory is read
-#   BENCH_ONLY [W1-W7]       space-separated subset of W1 W2 W3 W4 W5 W6 W7 E1 E2 E3 B
+#   BENCH_ONLY [W1-W7]       space-separated subset of W1 W2 W3 W4 W5 W6 W6A W7 E1 E2 E3 B
+#                            (W6A: W6 for APNs at apns-mock, over 1 and BENCH_APNS_CONNECTIONS
+#                            HTTP/2 connections)
+#   BENCH_APNS_CONNECTIONS [4]  W6A: apns.connections of its second run
 #                            (E1-E3: limits and abuse; B: W1/W2 against BENCH_BASELINE_BIN)
 #   BENCH_E1_STREAMS [15000] E1: reconnecting clients (restart under them)
 #   BENCH_E2_STREAMS [1000]  E2: real streams; BENCH_E2_FLOOD [10000] anonymous connections
@@ -37,7 +40,7 @@
 #   BENCH_SOURCE_IPS [127.0.0.2-127.0.0.20]  load generator source addresses
 #   NCHAN_WORKERS [auto]     nginx worker_processes (auto = one per core, like tokio)
 #   Ports (127.0.0.1): SB_PORT [18080] SB_PORT_B [18081] NCHAN_PORT [18090] NCHAN_PORT_B [18091]
-#                      FCM_MOCK_PORT [14000] REDIS_PORT [16379]
+#                      FCM_MOCK_PORT [14000] APNS_MOCK_PORT [14001] REDIS_PORT [16379]
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -77,6 +80,8 @@ SB_PORT_B=${SB_PORT_B:-18081}
 NCHAN_PORT=${NCHAN_PORT:-18090}
 NCHAN_PORT_B=${NCHAN_PORT_B:-18091}
 FCM_MOCK_PORT=${FCM_MOCK_PORT:-14000}
+APNS_MOCK_PORT=${APNS_MOCK_PORT:-14001}
+APNS_CONNECTIONS=${BENCH_APNS_CONNECTIONS:-4}
 REDIS_PORT=${REDIS_PORT:-16379}
 
 RAW=$RESULTS/raw
@@ -164,7 +169,7 @@ install_deps() {
 build() {
     [ "${BENCH_SKIP_BUILD:-0}" = 1 ] && return 0
     log "building release binaries"
-    (cd "$ROOT" && cargo build --release -q -p switchboard -p fcm-mock -p sb-loadgen)
+    (cd "$ROOT" && cargo build --release -q -p switchboard -p fcm-mock -p apns-mock -p sb-loadgen)
 }
 
 # ---------------------------------------------------------------- servers
@@ -236,6 +241,21 @@ start_fcm_mock() {
         --service-account "$RUN/fcm-key.json" >"$RAW/fcm-mock.$1.log" 2>&1 &
     PIDS+=("$!")
     wait_port "$FCM_MOCK_PORT" fcm-mock
+}
+
+APNS_MOCK_URL=http://127.0.0.1:$APNS_MOCK_PORT
+APNS_TOPIC=com.example.bench
+APNS_TEAM=BENCHTEAM1
+APNS_KEY_ID=
+start_apns_mock() {
+    [ -f "$RUN/apns-key.p8" ] ||
+        "$BIN/apns-mock" gen-key --out "$RUN/apns-key.p8" >"$RUN/apns-key.id" 2>/dev/null
+    APNS_KEY_ID=$(cat "$RUN/apns-key.id")
+    RUST_LOG=warn "$BIN/apns-mock" --listen "127.0.0.1:$APNS_MOCK_PORT" --key-id "$APNS_KEY_ID" \
+        --team-id "$APNS_TEAM" --auth-key "$RUN/apns-key.p8" --topic "$APNS_TOPIC" \
+        --max-recorded 1000 >"$RAW/apns-mock.$1.log" 2>&1 &
+    PIDS+=("$!")
+    wait_port "$APNS_MOCK_PORT" apns-mock
 }
 
 # ---------------------------------------------------------------- load
@@ -348,6 +368,21 @@ w6() { # offline users → FCM at fcm-mock; then Google's Admin SDK against a fr
         rm -f "$RAW/w6-admin-sdk.json"
     fi
     stop_servers
+}
+
+w6a() { # offline iOS users → APNs at apns-mock (HTTP/2, ES256 provider token), 1 and N connections
+    local conns
+    for conns in 1 "$APNS_CONNECTIONS"; do
+        start_apns_mock "c$conns"
+        start_switchboard "sb-w6a-c$conns" "$SB_PORT" \
+            SWITCHBOARD__APNS__KEY_PATH="$RUN/apns-key.p8" SWITCHBOARD__APNS__KEY_ID="$APNS_KEY_ID" \
+            SWITCHBOARD__APNS__TEAM_ID="$APNS_TEAM" SWITCHBOARD__APNS__TOPIC="$APNS_TOPIC" \
+            SWITCHBOARD__APNS__ENDPOINT="$APNS_MOCK_URL" SWITCHBOARD__APNS__CONNECTIONS="$conns"
+        lg "w6a-switchboard-apns-c$conns" fcm "${SB[@]}" --provider apns --users "$FCM_USERS" \
+            --duration "$DURATION" --mock-url "$APNS_MOCK_URL" --rate max \
+            --connections "$CONNECTIONS" --server-pid "$SB_PID"
+        stop_servers
+    done
 }
 
 w7() { # polling vs push: server CPU per minute
@@ -536,6 +571,7 @@ main() {
         W4 | w4) w4 ;;
         W5 | w5) w5 ;;
         W6 | w6) w6 ;;
+        W6A | w6a) w6a ;;
         W7 | w7) w7 ;;
         E1 | e1) e1 ;;
         E2 | e2) e2 ;;

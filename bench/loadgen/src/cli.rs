@@ -143,6 +143,18 @@ pub struct FcmArgs {
     /// After the window, wait this long at most for the FCM queue to drain.
     #[arg(long, default_value_t = 60.0)]
     pub fcm_drain_secs: f64,
+    /// The push provider the devices register with: `fcm` (sends counted by fcm-mock's
+    /// stats) or `apns` (HTTP/2-only apns-mock: counted by the router's
+    /// `switchboard_apns_requests_total{result="ok"}`).
+    #[arg(long, value_enum, default_value = "fcm")]
+    pub provider: PushProvider,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PushProvider {
+    Fcm,
+    Apns,
 }
 
 #[derive(Args)]

@@ -1,6 +1,6 @@
-//! `fcm`: Switchboard with FCM pointed at fcm-mock. Every user registers one device and holds
-//! no stream, so each notify goes the FCM way; the send rate is what fcm-mock accepts, and the
-//! router's memory is sampled to show it stays flat.
+//! `fcm`: Switchboard with FCM pointed at fcm-mock (or, `--provider apns`, APNs at apns-mock).
+//! Every user registers one device and holds no stream, so each notify goes the push way; the
+//! send rate is what the mock accepts, and the router's memory is sampled to show it stays flat.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use http::Method;
 use serde_json::json;
 
-use crate::cli::{parse_rate, FcmArgs};
+use crate::cli::{parse_rate, FcmArgs, PushProvider};
 use crate::live::Setup;
 use crate::net::Server;
 use crate::procfs::ServerProcs;
@@ -22,6 +22,7 @@ use crate::unicast::{Routes, UnicastLoad};
 /// `PUT /v1/devices/d-<i>` once per user.
 struct RegisterLoad {
     target: Target,
+    apns: bool,
     users: Vec<usize>,
     next: AtomicUsize,
 }
@@ -31,7 +32,7 @@ impl Workload for RegisterLoad {
         let k = self.next.fetch_add(1, Ordering::Relaxed);
         let user = *self.users.get(k)?;
         Some(Outgoing {
-            request: self.target.register_device(host, user),
+            request: self.target.register_device(host, user, self.apns),
             items: 1,
         })
     }
@@ -39,8 +40,32 @@ impl Workload for RegisterLoad {
     fn answered(&self, _items: u64, _status: u16, _body: &[u8]) {}
 }
 
-/// fcm-mock's `accepted` counter.
-async fn accepted(mock: &Server) -> anyhow::Result<u64> {
+/// Where accepted sends are counted: fcm-mock's stats, or (apns-mock speaks only HTTP/2) the
+/// router's own count of APNs 200 answers.
+#[derive(Clone)]
+enum Counter {
+    FcmMock(Server),
+    RouterApnsOk(Server),
+}
+
+const APNS_OK: &str = "switchboard_apns_requests_total{result=\"ok\"} ";
+
+async fn accepted(counter: &Counter) -> anyhow::Result<u64> {
+    let mock = match counter {
+        Counter::FcmMock(mock) => mock,
+        Counter::RouterApnsOk(router) => {
+            let (status, body) = once(router, Method::GET, "/metrics").await?;
+            if status != 200 {
+                anyhow::bail!("router /metrics answered {status}");
+            }
+            let text = String::from_utf8_lossy(&body);
+            let line = text
+                .lines()
+                .find_map(|l| l.strip_prefix(APNS_OK))
+                .ok_or_else(|| anyhow::anyhow!("router metrics without {APNS_OK}"))?;
+            return Ok(line.trim().parse::<f64>()? as u64);
+        }
+    };
     let (status, body) = once(mock, Method::GET, "/_mock/stats").await?;
     if status != 200 {
         anyhow::bail!("fcm-mock /_mock/stats answered {status}");
@@ -54,13 +79,13 @@ async fn accepted(mock: &Server) -> anyhow::Result<u64> {
 /// One sample per second: (seconds since the window started, mock accepted, server RSS KiB).
 type Samples = Arc<Mutex<Vec<(f64, u64, u64)>>>;
 
-fn sample_every_second(mock: Server, procs: ServerProcs, stop: Arc<AtomicBool>) -> Samples {
+fn sample_every_second(counter: Counter, procs: ServerProcs, stop: Arc<AtomicBool>) -> Samples {
     let samples: Samples = Arc::default();
     let out = samples.clone();
     tokio::spawn(async move {
         let start = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            let acc = accepted(&mock).await.unwrap_or(0);
+            let acc = accepted(&counter).await.unwrap_or(0);
             let rss = procs.read().map(|u| u.rss_kib).unwrap_or(0);
             out.lock().unwrap_or_else(|e| e.into_inner()).push((
                 round3(start.elapsed().as_secs_f64()),
@@ -79,7 +104,13 @@ pub async fn fcm(args: FcmArgs) -> anyhow::Result<()> {
     }
     let notify_rate = parse_rate(&args.rate)?;
     let setup = Setup::new(&args.common, args.users).await?;
+    let apns = args.provider == PushProvider::Apns;
     let mock = Server::parse(&args.mock_url).await?;
+    let counter = if apns {
+        Counter::RouterApnsOk(setup.pub_server.clone())
+    } else {
+        Counter::FcmMock(mock.clone())
+    };
     let mut watch = Watch::new(args.common.server_pid.clone());
     watch.mark("start");
 
@@ -91,6 +122,7 @@ pub async fn fcm(args: FcmArgs) -> anyhow::Result<()> {
     };
     let reg = Arc::new(RegisterLoad {
         target: setup.target.clone(),
+        apns,
         users: setup.users.clone(),
         next: AtomicUsize::new(0),
     });
@@ -115,7 +147,9 @@ pub async fn fcm(args: FcmArgs) -> anyhow::Result<()> {
         reg_answers.errors()
     );
 
-    once(&mock, Method::DELETE, "/_mock/messages").await?;
+    if !apns {
+        once(&mock, Method::DELETE, "/_mock/messages").await?;
+    }
     setup.settle().await;
     let plan = Plan {
         connections: args.common.connections,
@@ -134,11 +168,11 @@ pub async fn fcm(args: FcmArgs) -> anyhow::Result<()> {
     let answers = Arc::new(Answers::default());
     let stop = Arc::new(AtomicBool::new(false));
     let samples = sample_every_second(
-        mock.clone(),
+        counter.clone(),
         ServerProcs::new(args.common.server_pid.clone()),
         stop.clone(),
     );
-    let acc0 = accepted(&mock).await?;
+    let acc0 = accepted(&counter).await?;
     watch.mark("window_start");
     let ran = publish::run(
         senders,
@@ -149,7 +183,7 @@ pub async fn fcm(args: FcmArgs) -> anyhow::Result<()> {
         answers.clone(),
     )
     .await;
-    let acc1 = accepted(&mock).await?;
+    let acc1 = accepted(&counter).await?;
     watch.mark("window_end");
     let window = ran.last_send.duration_since(ran.started).as_secs_f64();
 
@@ -159,7 +193,7 @@ pub async fn fcm(args: FcmArgs) -> anyhow::Result<()> {
     let drain_start = Instant::now();
     while last - acc0 < fcm_routed && drain_start.elapsed().as_secs_f64() < args.fcm_drain_secs {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let now = accepted(&mock).await?;
+        let now = accepted(&counter).await?;
         if now != last {
             (last, last_change) = (now, Instant::now());
         } else if last_change.elapsed() > Duration::from_secs(5) {
@@ -179,6 +213,7 @@ pub async fn fcm(args: FcmArgs) -> anyhow::Result<()> {
     let cpu = watch.cpu_between("window_start", "window_end");
     let report = json!({
         "mode": "fcm",
+        "provider": args.provider,
         "target": setup.target.kind,
         "users": args.users,
         "devices_registered": reg_answers.ok.load(Ordering::Relaxed),
