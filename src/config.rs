@@ -35,6 +35,7 @@ pub struct Config {
     pub devices: DevicesConfig,
     pub fcm: FcmConfig,
     pub push: PushConfig,
+    pub inbox: InboxConfig,
     pub limits: LimitsConfig,
 }
 
@@ -145,6 +146,16 @@ pub struct PushConfig {
     pub max_retry_secs: u64,
     /// How long a node holds a send it claimed before another may take it over.
     pub lease_secs: u64,
+}
+
+/// The per-user inbox (`GET /v1/inbox`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboxConfig {
+    /// How long a notification stays in its user's inbox, counted from its acceptance.
+    pub retention_secs: u64,
+    /// Most notifications kept per user; the oldest go first.
+    pub max_per_user: usize,
 }
 
 /// Rate limits; a rate of 0 turns that limit off.
@@ -333,6 +344,12 @@ impl Config {
         }
         if self.delivery.max_idempotency_keys == 0 {
             errors.push("delivery.max_idempotency_keys must be at least 1".into());
+        }
+        if self.inbox.retention_secs == 0 {
+            errors.push("inbox.retention_secs must be at least 1".into());
+        }
+        if self.inbox.max_per_user == 0 {
+            errors.push("inbox.max_per_user must be at least 1".into());
         }
         if self.devices.max_per_user == 0 {
             errors.push("devices.max_per_user must be at least 1".into());
