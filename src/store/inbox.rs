@@ -64,7 +64,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(String, String)>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut rows: Vec<(String, String)> = match after {
+        let rows: Vec<(String, String)> = match after {
             Some(after) => on_pool!(self, pool => {
                 sqlx::query_as(
                     "SELECT id, payload FROM inbox WHERE user_id = $1 AND id > $2 AND id >= $3 \
@@ -93,7 +93,6 @@ impl Store {
                 newest
             }
         };
-        rows.shrink_to_fit();
         Ok(rows)
     }
 
