@@ -219,6 +219,10 @@ async fn an_unchanged_inbox_answers_304_without_a_read_and_a_new_notification_ch
     assert_eq!(answer.0, StatusCode::OK, "the tag never changed");
     assert_ne!(answer.1, tag);
     assert_eq!(ids_of(&answer.2), new);
+    // The page brought the client up to date: its next poll, from the new cursor, is a 304.
+    let next = format!("/v1/inbox?after={}", new[0]);
+    let (status, _, _) = get(&app, "alice", &next, Some(&answer.1)).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
 }
 
 #[tokio::test]

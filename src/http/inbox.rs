@@ -15,7 +15,7 @@ use super::extract::{Client, PathParam};
 use super::openapi::{BadRequest, ClientErrors, NotFound};
 use super::AppState;
 use crate::ids::NotificationId;
-use crate::inbox::{etag, InboxError};
+use crate::inbox::{at_head, etag, InboxError};
 use crate::notification::NotificationEvent;
 
 /// Items per page unless `limit` says otherwise.
@@ -113,7 +113,7 @@ fn json(tag: &str, body: String) -> Response {
     params(
         InboxQuery,
         ("If-None-Match" = Option<String>, Header,
-            description = "The `ETag` of the previous answer: `304` if the same request would get the same page."),
+            description = "The `ETag` of the previous answer: `304` when nothing reached the inbox since that answer brought you up to date (or, for a page that did not, when the same request would get the same page)."),
     ),
     responses(
         (status = 200, description = "A page of the inbox.", body = InboxPage,
@@ -146,7 +146,10 @@ pub async fn page(
     let inbox = &state.inbox;
     let user = &claims.sub;
     let head = inbox.head(user).await.map_err(|e| unavailable(&state, e))?;
-    let tag = etag(&head, q.after.as_ref(), limit);
+    // Without a cursor, and with a cursor at the head, the answer ends at the head.
+    let ends_at_head = q.after.is_none() || at_head(&head, q.after.as_ref());
+    let cursor = q.after.as_ref().filter(|_| !ends_at_head);
+    let tag = etag(&head, cursor, limit);
     if matches(&headers, &tag) {
         inbox.not_modified();
         return Ok(not_modified(&tag));
@@ -155,6 +158,11 @@ pub async fn page(
         .page(user, &head, q.after.as_ref(), limit)
         .await
         .map_err(|e| unavailable(&state, e))?;
+    let tag = if page.next.as_deref() == head.as_deref() {
+        etag(&head, None, limit)
+    } else {
+        tag
+    };
     let size: usize = page.items.iter().map(|i| i.len() + 1).sum();
     let mut body = String::with_capacity(size + 64);
     body.push_str("{\"items\":[");

@@ -302,12 +302,8 @@ impl Inbox {
         after: Option<&NotificationId>,
         limit: usize,
     ) -> Result<Page, InboxError> {
+        let at_head = at_head(head, after);
         let after = after.map(|a| a.to_ascii_lowercase());
-        let at_head = match (head, &after) {
-            (None, _) => true,
-            (Some(h), Some(a)) => a.as_str() >= &**h,
-            (Some(_), None) => false,
-        };
         if at_head {
             self.reads.inc(ReadResult::Empty);
             return Ok(Page {
@@ -371,8 +367,19 @@ impl Inbox {
     }
 }
 
-/// The `ETag` of a page: the user's head and the query, hashed (FNV-1a), so that a tag stays
-/// the same exactly while the same request would get the same page.
+/// Whether the page after `after` is known to be empty: the cursor is at (or past) the head.
+pub fn at_head(head: &Head, after: Option<&NotificationId>) -> bool {
+    match (head, after) {
+        (None, _) => true,
+        (Some(h), Some(a)) => a.to_ascii_lowercase().as_str() >= &**h,
+        (Some(_), None) => false,
+    }
+}
+
+/// The `ETag` of a page: the user's head, the query's `limit`, and its cursor (`None` for an
+/// answer that brings the client up to the head), hashed (FNV-1a). Every answer that ends at
+/// the head shares the head's tag, so the poll after it (whose cursor moved to the head)
+/// matches it and is a `304`.
 pub fn etag(head: &Head, after: Option<&NotificationId>, limit: usize) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |bytes: &[u8]| {

@@ -20,10 +20,10 @@ use crate::target::{Kind, Target};
 use crate::unicast::{Routes, UnicastLoad};
 
 /// `PUT /v1/devices/d-<i>` once per user.
-struct RegisterLoad {
-    target: Target,
-    users: Vec<usize>,
-    next: AtomicUsize,
+pub struct RegisterLoad {
+    pub target: Target,
+    pub users: Vec<usize>,
+    pub next: AtomicUsize,
 }
 
 impl Workload for RegisterLoad {
@@ -40,7 +40,7 @@ impl Workload for RegisterLoad {
 }
 
 /// fcm-mock's `accepted` counter.
-async fn accepted(mock: &Server) -> anyhow::Result<u64> {
+pub async fn accepted(mock: &Server) -> anyhow::Result<u64> {
     let (status, body) = once(mock, Method::GET, "/_mock/stats").await?;
     if status != 200 {
         anyhow::bail!("fcm-mock /_mock/stats answered {status}");
