@@ -10,11 +10,11 @@
 #
 # Environment (defaults in brackets):
 #   BENCH_DURATION [20]      publish window of W2-W6, seconds
-#   BENCH_W7_DURATION [60]   window of W7 (polling vs push)
+#   BENCH_W7_DURATION [60]   window of each W7 run (inbox polling, push, mixed)
 #   BENCH_STREAMS [15000]    streams of W1, W2, W3, W5
 #   BENCH_W4_STREAMS [10000] streams of W4 (two nodes on Redis)
 #   BENCH_FCM_USERS [20000]  offline users of W6
-#   BENCH_W7_CLIENTS [10000] pollers / streams of W7
+#   BENCH_W7_CLIENTS [10000] users of W7 (pollers, or streams)
 #   BENCH_CONNECTIONS [16]   publisher connections
 #   BENCH_HOLD_SECS [10]     W1: how long streams stay open before memory is read
 #   BENCH_ONLY [W1-W7]       space-separated subset of W1 W2 W3 W4 W5 W6 W6A W7 E1 E2 E3 B
@@ -385,20 +385,20 @@ w6a() { # offline iOS users → APNs at apns-mock (HTTP/2, ES256 provider token)
     done
 }
 
-w7() { # polling vs push: server CPU per minute
+w7() { # polling the inbox vs push: 10K users, one notification each per minute at random
     start_switchboard sb-w7-poll "$SB_PORT"
-    lg w7-poll-switchboard poll "${SB[@]}" --clients "$W7_CLIENTS" --interval-secs 3 \
-        --duration "$W7_DURATION" --url-path /healthz --server-pid "$SB_PID"
-    stop_servers
-    local rate
-    rate=$(python3 -c "print(round($W7_CLIENTS / 3, 3))")
-    start_switchboard sb-w7-push "$SB_PORT"
-    lg w7-push-switchboard unicast "${SB[@]}" --streams "$W7_CLIENTS" --rate "$rate" \
+    lg w7-poll-switchboard w7 "${SB[@]}" --how poll --users "$W7_CLIENTS" --interval-secs 3 \
         --duration "$W7_DURATION" --connections "$CONNECTIONS" --server-pid "$SB_PID"
     stop_servers
-    start_nchan nchan-w7-push "$NCHAN_PORT" "$BENCH_DIR/nchan/nginx.conf"
-    lg w7-push-nchan unicast "${NCHAN[@]}" --streams "$W7_CLIENTS" --rate "$rate" \
-        --duration "$W7_DURATION" --connections "$CONNECTIONS" --server-pid "$NCHAN_PID"
+    start_switchboard sb-w7-push "$SB_PORT"
+    lg w7-push-switchboard w7 "${SB[@]}" --how push --users "$W7_CLIENTS" \
+        --duration "$W7_DURATION" --connections "$CONNECTIONS" --server-pid "$SB_PID"
+    stop_servers
+    start_fcm_mock sb
+    start_switchboard sb-w7-mixed "$SB_PORT" SWITCHBOARD__FCM__SERVICE_ACCOUNT="$RUN/fcm-key.json" \
+        SWITCHBOARD__FCM__ENDPOINT="$MOCK_URL"
+    lg w7-mixed-switchboard w7 "${SB[@]}" --how mixed --online 0.6 --users "$W7_CLIENTS" \
+        --duration "$W7_DURATION" --mock-url "$MOCK_URL" --connections "$CONNECTIONS" --server-pid "$SB_PID"
     stop_servers
 }
 

@@ -1,7 +1,8 @@
 //! Several apps on one instance: the default app (top-level `[fcm]`, `[apns]`) and `[[apps]]`
 //! entries, each with its own Firebase project (its own fcm-mock and service-account key) and
 //! APNs topic. A device is sent to only with its app's credentials; a notify naming `app` goes
-//! only to that app's devices. Private push (per app, per notification) carries only the id.
+//! only to that app's devices. Private push (per app, per notification) carries only the id,
+//! and the app fetches the content by it (`GET /v1/inbox/{id}`).
 
 mod common;
 

@@ -20,11 +20,12 @@ use crate::target::{Kind, Target};
 use crate::unicast::{Routes, UnicastLoad};
 
 /// `PUT /v1/devices/d-<i>` once per user.
-struct RegisterLoad {
-    target: Target,
-    apns: bool,
-    users: Vec<usize>,
-    next: AtomicUsize,
+pub struct RegisterLoad {
+    pub target: Target,
+    /// Register APNs tokens instead of FCM ones.
+    pub apns: bool,
+    pub users: Vec<usize>,
+    pub next: AtomicUsize,
 }
 
 impl Workload for RegisterLoad {
@@ -50,9 +51,9 @@ enum Counter {
 
 const APNS_OK: &str = "switchboard_apns_requests_total{result=\"ok\"} ";
 
-async fn accepted(counter: &Counter) -> anyhow::Result<u64> {
-    let mock = match counter {
-        Counter::FcmMock(mock) => mock,
+async fn count(counter: &Counter) -> anyhow::Result<u64> {
+    match counter {
+        Counter::FcmMock(mock) => accepted(mock).await,
         Counter::RouterApnsOk(router) => {
             let (status, body) = once(router, Method::GET, "/metrics").await?;
             if status != 200 {
@@ -63,9 +64,13 @@ async fn accepted(counter: &Counter) -> anyhow::Result<u64> {
                 .lines()
                 .find_map(|l| l.strip_prefix(APNS_OK))
                 .ok_or_else(|| anyhow::anyhow!("router metrics without {APNS_OK}"))?;
-            return Ok(line.trim().parse::<f64>()? as u64);
+            Ok(line.trim().parse::<f64>()? as u64)
         }
-    };
+    }
+}
+
+/// fcm-mock's `accepted` counter.
+pub async fn accepted(mock: &Server) -> anyhow::Result<u64> {
     let (status, body) = once(mock, Method::GET, "/_mock/stats").await?;
     if status != 200 {
         anyhow::bail!("fcm-mock /_mock/stats answered {status}");
@@ -85,7 +90,7 @@ fn sample_every_second(counter: Counter, procs: ServerProcs, stop: Arc<AtomicBoo
     tokio::spawn(async move {
         let start = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            let acc = accepted(&counter).await.unwrap_or(0);
+            let acc = count(&counter).await.unwrap_or(0);
             let rss = procs.read().map(|u| u.rss_kib).unwrap_or(0);
             out.lock().unwrap_or_else(|e| e.into_inner()).push((
                 round3(start.elapsed().as_secs_f64()),
@@ -172,7 +177,7 @@ pub async fn fcm(args: FcmArgs) -> anyhow::Result<()> {
         ServerProcs::new(args.common.server_pid.clone()),
         stop.clone(),
     );
-    let acc0 = accepted(&counter).await?;
+    let acc0 = count(&counter).await?;
     watch.mark("window_start");
     let ran = publish::run(
         senders,
@@ -183,7 +188,7 @@ pub async fn fcm(args: FcmArgs) -> anyhow::Result<()> {
         answers.clone(),
     )
     .await;
-    let acc1 = accepted(&counter).await?;
+    let acc1 = count(&counter).await?;
     watch.mark("window_end");
     let window = ran.last_send.duration_since(ran.started).as_secs_f64();
 
@@ -193,7 +198,7 @@ pub async fn fcm(args: FcmArgs) -> anyhow::Result<()> {
     let drain_start = Instant::now();
     while last - acc0 < fcm_routed && drain_start.elapsed().as_secs_f64() < args.fcm_drain_secs {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let now = accepted(&counter).await?;
+        let now = count(&counter).await?;
         if now != last {
             (last, last_change) = (now, Instant::now());
         } else if last_change.elapsed() > Duration::from_secs(5) {
