@@ -10,16 +10,19 @@
 #
 # Environment (defaults in brackets):
 #   BENCH_DURATION [20]      publish window of W2-W6, seconds
-#   BENCH_W7_DURATION [60]   window of W7 (polling vs push)
+#   BENCH_W7_DURATION [60]   window of each W7 run (inbox polling, push, mixed)
 #   BENCH_STREAMS [15000]    streams of W1, W2, W3, W5
 #   BENCH_W4_STREAMS [10000] streams of W4 (two nodes on Redis)
 #   BENCH_FCM_USERS [20000]  offline users of W6
 #   BENCH_WEBPUSH_USERS [5000]  offline browsers of W6W (W6 for Web Push); pywebpush sends
 #                            BENCH_WEBPUSH_SDK_MESSAGES [1000] against the same mock
-#   BENCH_W7_CLIENTS [10000] pollers / streams of W7
+#   BENCH_W7_CLIENTS [10000] users of W7 (pollers, or streams)
 #   BENCH_CONNECTIONS [16]   publisher connections
 #   BENCH_HOLD_SECS [10]     W1: how long streams stay open before memory is read
-#   BENCH_ONLY [W1-W7, W6W]  space-separated subset of W1 W2 W3 W4 W5 W6 W6W W7 E1 E2 E3 B
+#   BENCH_ONLY [W1-W7]       space-separated subset of W1 W2 W3 W4 W5 W6 W6A W6W W7 E1 E2 E3 B
+#                            (W6A: W6 for APNs at apns-mock, over 1 and BENCH_APNS_CONNECTIONS
+#                            HTTP/2 connections; W6W: W6 for Web Push at webpush-mock)
+#   BENCH_APNS_CONNECTIONS [4]  W6A: apns.connections of its second run
 #                            (E1-E3: limits and abuse; B: W1/W2 against BENCH_BASELINE_BIN)
 #   BENCH_E1_STREAMS [15000] E1: reconnecting clients (restart under them)
 #   BENCH_E2_STREAMS [1000]  E2: real streams; BENCH_E2_FLOOD [10000] anonymous connections
@@ -39,7 +42,8 @@
 #   BENCH_SOURCE_IPS [127.0.0.2-127.0.0.20]  load generator source addresses
 #   NCHAN_WORKERS [auto]     nginx worker_processes (auto = one per core, like tokio)
 #   Ports (127.0.0.1): SB_PORT [18080] SB_PORT_B [18081] NCHAN_PORT [18090] NCHAN_PORT_B [18091]
-#                      FCM_MOCK_PORT [14000] WEBPUSH_MOCK_PORT [14002] REDIS_PORT [16379]
+#                      FCM_MOCK_PORT [14000] APNS_MOCK_PORT [14001] WEBPUSH_MOCK_PORT [14002]
+#                      REDIS_PORT [16379]
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -81,6 +85,8 @@ SB_PORT_B=${SB_PORT_B:-18081}
 NCHAN_PORT=${NCHAN_PORT:-18090}
 NCHAN_PORT_B=${NCHAN_PORT_B:-18091}
 FCM_MOCK_PORT=${FCM_MOCK_PORT:-14000}
+APNS_MOCK_PORT=${APNS_MOCK_PORT:-14001}
+APNS_CONNECTIONS=${BENCH_APNS_CONNECTIONS:-4}
 WEBPUSH_MOCK_PORT=${WEBPUSH_MOCK_PORT:-14002}
 REDIS_PORT=${REDIS_PORT:-16379}
 
@@ -169,7 +175,7 @@ install_deps() {
 build() {
     [ "${BENCH_SKIP_BUILD:-0}" = 1 ] && return 0
     log "building release binaries"
-    (cd "$ROOT" && cargo build --release -q -p switchboard -p fcm-mock -p webpush-mock -p sb-loadgen &&
+    (cd "$ROOT" && cargo build --release -q -p switchboard -p fcm-mock -p apns-mock -p webpush-mock -p sb-loadgen &&
         cargo build --release -q -p switchboard --example webpush_encrypt)
 }
 
@@ -255,6 +261,21 @@ start_webpush_mock() {
         >"$RAW/webpush-mock.$1.log" 2>&1 &
     PIDS+=("$!")
     wait_port "$WEBPUSH_MOCK_PORT" webpush-mock
+}
+
+APNS_MOCK_URL=http://127.0.0.1:$APNS_MOCK_PORT
+APNS_TOPIC=com.example.bench
+APNS_TEAM=BENCHTEAM1
+APNS_KEY_ID=
+start_apns_mock() {
+    [ -f "$RUN/apns-key.p8" ] ||
+        "$BIN/apns-mock" gen-key --out "$RUN/apns-key.p8" >"$RUN/apns-key.id" 2>/dev/null
+    APNS_KEY_ID=$(cat "$RUN/apns-key.id")
+    RUST_LOG=warn "$BIN/apns-mock" --listen "127.0.0.1:$APNS_MOCK_PORT" --key-id "$APNS_KEY_ID" \
+        --team-id "$APNS_TEAM" --auth-key "$RUN/apns-key.p8" --topic "$APNS_TOPIC" \
+        --max-recorded 1000 >"$RAW/apns-mock.$1.log" 2>&1 &
+    PIDS+=("$!")
+    wait_port "$APNS_MOCK_PORT" apns-mock
 }
 
 # ---------------------------------------------------------------- load
@@ -382,7 +403,7 @@ w6w() { # W6 for Web Push: encryption alone; offline browsers → webpush-mock; 
     start_webpush_mock sb
     start_switchboard sb-w6w "$SB_PORT" SWITCHBOARD__WEBPUSH__VAPID_PRIVATE_KEY="$RUN/vapid.pem" \
         SWITCHBOARD__WEBPUSH__SUBJECT=mailto:bench@example.com
-    lg w6w-switchboard fcm "${SB[@]}" --webpush --users "$WEBPUSH_USERS" --duration "$DURATION" \
+    lg w6w-switchboard fcm "${SB[@]}" --provider webpush --users "$WEBPUSH_USERS" --duration "$DURATION" \
         --mock-url "$WEBPUSH_MOCK_URL" --rate max --connections "$CONNECTIONS" --server-pid "$SB_PID"
     stop_servers
     start_webpush_mock sdk
@@ -399,20 +420,35 @@ w6w() { # W6 for Web Push: encryption alone; offline browsers → webpush-mock; 
     stop_servers
 }
 
-w7() { # polling vs push: server CPU per minute
+w6a() { # offline iOS users → APNs at apns-mock (HTTP/2, ES256 provider token), 1 and N connections
+    local conns
+    for conns in 1 "$APNS_CONNECTIONS"; do
+        start_apns_mock "c$conns"
+        start_switchboard "sb-w6a-c$conns" "$SB_PORT" \
+            SWITCHBOARD__APNS__KEY_PATH="$RUN/apns-key.p8" SWITCHBOARD__APNS__KEY_ID="$APNS_KEY_ID" \
+            SWITCHBOARD__APNS__TEAM_ID="$APNS_TEAM" SWITCHBOARD__APNS__TOPIC="$APNS_TOPIC" \
+            SWITCHBOARD__APNS__ENDPOINT="$APNS_MOCK_URL" SWITCHBOARD__APNS__CONNECTIONS="$conns"
+        lg "w6a-switchboard-apns-c$conns" fcm "${SB[@]}" --provider apns --users "$FCM_USERS" \
+            --duration "$DURATION" --mock-url "$APNS_MOCK_URL" --rate max \
+            --connections "$CONNECTIONS" --server-pid "$SB_PID"
+        stop_servers
+    done
+}
+
+w7() { # polling the inbox vs push: 10K users, one notification each per minute at random
     start_switchboard sb-w7-poll "$SB_PORT"
-    lg w7-poll-switchboard poll "${SB[@]}" --clients "$W7_CLIENTS" --interval-secs 3 \
-        --duration "$W7_DURATION" --url-path /healthz --server-pid "$SB_PID"
-    stop_servers
-    local rate
-    rate=$(python3 -c "print(round($W7_CLIENTS / 3, 3))")
-    start_switchboard sb-w7-push "$SB_PORT"
-    lg w7-push-switchboard unicast "${SB[@]}" --streams "$W7_CLIENTS" --rate "$rate" \
+    lg w7-poll-switchboard w7 "${SB[@]}" --how poll --users "$W7_CLIENTS" --interval-secs 3 \
         --duration "$W7_DURATION" --connections "$CONNECTIONS" --server-pid "$SB_PID"
     stop_servers
-    start_nchan nchan-w7-push "$NCHAN_PORT" "$BENCH_DIR/nchan/nginx.conf"
-    lg w7-push-nchan unicast "${NCHAN[@]}" --streams "$W7_CLIENTS" --rate "$rate" \
-        --duration "$W7_DURATION" --connections "$CONNECTIONS" --server-pid "$NCHAN_PID"
+    start_switchboard sb-w7-push "$SB_PORT"
+    lg w7-push-switchboard w7 "${SB[@]}" --how push --users "$W7_CLIENTS" \
+        --duration "$W7_DURATION" --connections "$CONNECTIONS" --server-pid "$SB_PID"
+    stop_servers
+    start_fcm_mock sb
+    start_switchboard sb-w7-mixed "$SB_PORT" SWITCHBOARD__FCM__SERVICE_ACCOUNT="$RUN/fcm-key.json" \
+        SWITCHBOARD__FCM__ENDPOINT="$MOCK_URL"
+    lg w7-mixed-switchboard w7 "${SB[@]}" --how mixed --online 0.6 --users "$W7_CLIENTS" \
+        --duration "$W7_DURATION" --mock-url "$MOCK_URL" --connections "$CONNECTIONS" --server-pid "$SB_PID"
     stop_servers
 }
 
@@ -585,6 +621,7 @@ main() {
         W4 | w4) w4 ;;
         W5 | w5) w5 ;;
         W6 | w6) w6 ;;
+        W6A | w6a) w6a ;;
         W6W | w6w) w6w ;;
         W7 | w7) w7 ;;
         E1 | e1) e1 ;;

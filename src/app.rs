@@ -42,6 +42,9 @@ pub enum BuildError {
     /// Already redacted: no password of `broker.redis_url` in it.
     #[error("broker: {0}")]
     Backend(#[from] BackendError),
+    /// Already redacted.
+    #[error("inbox: {0}")]
+    Inbox(String),
 }
 
 /// A failure to reach the service at `url`, for the operator: the URL without its secrets,
@@ -83,6 +86,13 @@ impl App {
         metrics.ready.set(1);
         let push =
             Arc::new(push::start(&config, store.clone(), ledger.clone(), metrics.clone()).await?);
+        let inbox = Arc::new(
+            crate::inbox::open(&config, store.clone(), &metrics)
+                .await
+                .map_err(|e| {
+                    BuildError::Inbox(redact_secrets(&e.to_string(), &config.broker.redis_url))
+                })?,
+        );
         let (fallback_tx, fallback) = mpsc::unbounded_channel();
         let hub = Hub::new(
             HubConfig {
@@ -102,6 +112,7 @@ impl App {
             ledger,
             store.clone(),
             push.clone(),
+            inbox.clone(),
             metrics.clone(),
         ));
         let addr = config.listen_addr();
@@ -126,6 +137,7 @@ impl App {
             router,
             broker,
             store,
+            inbox,
             metrics,
             limits,
             vapid_public_keys: Arc::new(vapid_public_keys),
@@ -164,6 +176,7 @@ impl App {
             background.clone(),
         ));
         let figures = tokio::spawn(publish_figures(state.clone(), background.clone()));
+        let expiry = tokio::spawn(state.inbox.clone().run_expiry(background.clone()));
         let sweep_every =
             Duration::from_millis((state.config.delivery.ack_timeout_ms / 10).clamp(20, 1000));
         let deadlines = tokio::spawn(
@@ -218,8 +231,10 @@ impl App {
         let _ = tokio::time::timeout_at(deadline, state.broker.shutdown()).await;
         push.drain(deadline.saturating_duration_since(Instant::now()))
             .await;
+        state.inbox.flush().await;
         background.cancel();
         let _ = heartbeat.await;
+        let _ = expiry.await;
         let _ = figures.await;
         let _ = deadlines.await;
         state.store.close().await;

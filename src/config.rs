@@ -47,6 +47,7 @@ pub struct Config {
     #[serde(default, rename = "apps")]
     pub extra_apps: Vec<AppConfig>,
     pub push: PushConfig,
+    pub inbox: InboxConfig,
     pub limits: LimitsConfig,
 }
 
@@ -160,6 +161,16 @@ pub struct PushConfig {
     /// Private push for the default app: pushes carry only the notification id.
     #[serde(default)]
     pub private: bool,
+}
+
+/// The per-user inbox (`GET /v1/inbox`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboxConfig {
+    /// How long a notification stays in its user's inbox, counted from its acceptance.
+    pub retention_secs: u64,
+    /// Most notifications kept per user; the oldest go first.
+    pub max_per_user: usize,
 }
 
 /// Rate limits; a rate of 0 turns that limit off.
@@ -355,6 +366,12 @@ impl Config {
         }
         if self.delivery.max_idempotency_keys == 0 {
             errors.push("delivery.max_idempotency_keys must be at least 1".into());
+        }
+        if self.inbox.retention_secs == 0 {
+            errors.push("inbox.retention_secs must be at least 1".into());
+        }
+        if self.inbox.max_per_user == 0 {
+            errors.push("inbox.max_per_user must be at least 1".into());
         }
         if self.devices.max_per_user == 0 {
             errors.push("devices.max_per_user must be at least 1".into());

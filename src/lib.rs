@@ -19,6 +19,8 @@
 //!   cross-node delivery) and the `Ledger` (records, ack deadlines, replay buffers,
 //!   idempotency), in `backend/memory/` (one node) or `backend/redis/` (several), chosen by
 //!   `Backend::connect`. A new engine (NATS, say) goes in `backend/<engine>/`.
+//! - [`inbox`]: each user's inbox of recent notifications (`GET /v1/inbox`), in the store's
+//!   database on one node and in Redis on several, with heads in memory for cheap polls.
 //! - [`store`]: the device registry over sqlx (SQLite, PostgreSQL).
 //! - [`notification`]: producer requests, validation, the accepted forms and their SSE frames.
 //! - [`metrics`]: every metric name in one place.
@@ -34,6 +36,7 @@ pub mod config;
 pub mod figures;
 pub mod http;
 pub mod ids;
+pub mod inbox;
 pub mod json;
 pub mod limits;
 pub mod metrics;

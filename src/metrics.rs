@@ -218,6 +218,10 @@ pub struct Metrics {
     pub replayed: Counter,
     pub idempotent_hits: Counter,
     pub ledger_errors: Counter,
+    /// `result`: `inbox::ReadResult`, counted by the inbox.
+    pub inbox_reads: LabelFamily,
+    /// `result`: `inbox::AppendResult`, counted by the inbox's writer.
+    pub inbox_appends: LabelFamily,
     /// 1 when the store and broker answered at start and at the last `/readyz`, else 0.
     pub ready: Gauge,
     readiness_failures: [Counter; 2],
@@ -355,6 +359,18 @@ impl Metrics {
             "switchboard_fcm_sends_avoided",
             "Deliveries over a stream that a push-everything design would have sent through FCM: writes to streams without ack, and acks in time",
             fcm_sends_avoided.clone(),
+        );
+        let inbox_reads = LabelFamily::register(
+            &mut r,
+            "switchboard_inbox_reads",
+            "GET /v1/inbox and /v1/inbox/{id} answers, by what they cost: page (read), empty (cursor at the head, no read), not_modified (304, no read), item, not_found",
+            "result",
+        );
+        let inbox_appends = LabelFamily::register(
+            &mut r,
+            "switchboard_inbox_appends",
+            "Notifications written to their user's inbox, by result: stored, failed (the engine refused the batch), dropped (the writer's queue was full)",
+            "result",
         );
         let fallbacks = LabelFamily::register(
             &mut r,
@@ -515,6 +531,8 @@ impl Metrics {
             push_retries,
             push_abandoned,
             fallbacks,
+            inbox_reads,
+            inbox_appends,
             broadcasts,
             broadcast_deliveries,
             broker_errors,

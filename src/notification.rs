@@ -293,18 +293,25 @@ impl Notification {
             .clone()
     }
 
+    /// What clients see of it: the SSE `data:`, and an item of the inbox.
+    pub fn event(&self) -> NotificationEvent<'_> {
+        NotificationEvent {
+            id: &self.id,
+            data: self.data.as_ref(),
+            notification: self.notification.as_ref(),
+            sent_at: self.sent_at,
+        }
+    }
+
+    /// The JSON of [`Notification::event`].
+    pub fn event_json(&self) -> String {
+        serde_json::to_string(&self.event()).expect("serialising plain structs cannot fail")
+    }
+
     /// The SSE frame (`id:`, `event: notification`, `data:`), built on first use.
     pub fn frame(&self) -> Bytes {
         self.frame
-            .get_or_init(|| {
-                let payload = NotificationEvent {
-                    id: &self.id,
-                    data: self.data.as_ref(),
-                    notification: self.notification.as_ref(),
-                    sent_at: self.sent_at,
-                };
-                sse_frame(&self.id, "notification", &payload)
-            })
+            .get_or_init(|| sse_frame(&self.id, "notification", &self.event()))
             .clone()
     }
 }

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::{AckResult, BackendError, Broker, Owner, Route, SharedLedger, Status, Take};
 use crate::ids::{NotificationId, UserId};
+use crate::inbox::Inbox;
 use crate::metrics::{Counters, Label, Metrics};
 use crate::notification::{SharedBroadcast, SharedNotification};
 use crate::push::queue::{Progress, QueueError};
@@ -44,6 +45,8 @@ pub struct NotificationRouter {
     ledger: SharedLedger,
     store: Store,
     push: Arc<Sender>,
+    /// Every notification accepted for a user is appended to the user's inbox.
+    inbox: Arc<Inbox>,
     metrics: Arc<Metrics>,
     routes: Counters<Route>,
     acks: Counters<AckResult>,
@@ -55,6 +58,7 @@ impl NotificationRouter {
         ledger: SharedLedger,
         store: Store,
         push: Arc<Sender>,
+        inbox: Arc<Inbox>,
         metrics: Arc<Metrics>,
     ) -> NotificationRouter {
         NotificationRouter {
@@ -62,6 +66,7 @@ impl NotificationRouter {
             ledger,
             store,
             push,
+            inbox,
             routes: metrics.routes.counters(),
             acks: metrics.acks.counters(),
             metrics,
@@ -120,11 +125,20 @@ impl NotificationRouter {
             }
         };
         let receivers = published.map_err(|e| self.refused(&n, e))?;
+        // Accepted from here on (a refusal below is the push queue's, after this point).
+        let stored = self.inbox.append(&n);
         let route = if receivers > 0 {
+            // The stream carries the content: the inbox copy is written without waiting.
             Route::Sse
         } else {
-            // Nobody else can hold the token yet: its deadline is ack_timeout away.
-            if let Err(e) = self.ledger.take(&n.id).await {
+            // A push may carry only the id, which the app looks up in the inbox: it is
+            // sent once the inbox holds it. Nobody else can hold the token yet: its deadline
+            // is ack_timeout away.
+            let (taken, stored) = futures::join!(self.ledger.take(&n.id), stored);
+            if !stored {
+                tracing::warn!(notification_id = %n.id, "pushing a notification the inbox could not store");
+            }
+            if let Err(e) = taken {
                 return Err(self.refused(&n, e));
             }
             match self.offline(&n, true).await {

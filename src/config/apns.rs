@@ -34,6 +34,13 @@ pub struct ApnsConfig {
     /// How long one provider token is used before a new one is signed.
     #[serde(default = "refresh")]
     pub token_refresh_secs: u64,
+    /// HTTP/2 connections to APNs, used in turn (each multiplexes many sends).
+    #[serde(default = "one")]
+    pub connections: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 fn production() -> String {
@@ -53,6 +60,7 @@ impl Default for ApnsConfig {
             topic: String::new(),
             endpoint: production(),
             token_refresh_secs: refresh(),
+            connections: one(),
         }
     }
 }
@@ -107,6 +115,9 @@ impl ApnsConfig {
                 "{section}.endpoint = {:?} must be an http:// or https:// base URL without credentials",
                 redact_url(url)
             ));
+        }
+        if !(1..=64).contains(&self.connections) {
+            errors.push(format!("{section}.connections must be 1 to 64"));
         }
         if self.token_refresh_secs == 0 || self.token_refresh_secs >= APNS_TOKEN_MAX_SECS {
             errors.push(format!(

@@ -136,3 +136,63 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str) -> Result<Config, String> {
+        Config::from_layers(toml, Vec::new()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_top_level_sections_are_the_default_app_and_each_apps_entry_adds_one() {
+        let cfg = load(
+            "[push]\nprivate = true\n[[apps]]\nid = \"shop\"\nprivate = false\n[[apps]]\nid = \"news\"\n",
+        )
+        .unwrap();
+        let apps = cfg.apps();
+        let ids: Vec<Option<&str>> = apps.iter().map(|a| a.id.as_deref()).collect();
+        assert_eq!(ids, [None, Some("shop"), Some("news")]);
+        assert!(apps[0].private && !apps[1].private);
+        // Nothing configured: no provider anywhere.
+        assert!(apps.iter().all(|a| a.fcm.is_none() && a.apns.is_none()));
+        assert!(!cfg.push_enabled());
+    }
+
+    #[test]
+    fn broken_app_sections_are_refused_with_where_they_are() {
+        let err = load("[apns]\nkey_path = \"/nonexistent/AuthKey.p8\"\n").unwrap_err();
+        assert!(
+            err.contains("apns.key_path") && err.contains("cannot read"),
+            "{err}"
+        );
+        assert!(
+            err.contains("apns.key_id") && err.contains("apns.topic"),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k.p8");
+        std::fs::write(&key, "not a key").unwrap();
+        let toml = format!(
+            "[[apps]]\nid = \"shop\"\n[apps.apns]\nkey_path = {:?}\nkey_id = \"SHORT\"\nteam_id = \"TEAM123456\"\ntopic = \"com.example\"\n\
+             [[apps]]\nid = \"shop\"\n[apps.fcm]\nproject_id = \"p\"\nservice_account = \"/nonexistent.json\"\n",
+            key.display().to_string()
+        );
+        let err = load(&toml).unwrap_err();
+        assert!(
+            err.contains("apps[0] (shop).apns.key_path") && err.contains("PKCS#8"),
+            "{err}"
+        );
+        assert!(err.contains("apps[0] (shop).apns.key_id"), "{err}");
+        assert!(
+            err.contains("apps[1] (shop): the id is used twice"),
+            "{err}"
+        );
+        assert!(err.contains("apps[1] (shop).fcm.service_account"), "{err}");
+
+        let err = load("[[apps]]\nid = \"a b\"\n").unwrap_err();
+        assert!(err.contains("app must be"), "{err}");
+    }
+}

@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod events_h1;
 mod extract;
+mod inbox;
 mod notify;
 pub mod openapi;
 mod ops;
@@ -29,6 +30,7 @@ use crate::auth::Auth;
 use crate::backend::Broker;
 use crate::config::Config;
 use crate::ids::AppId;
+use crate::inbox::Inbox;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::router::NotificationRouter;
@@ -50,6 +52,7 @@ pub struct AppState {
     pub router: Arc<NotificationRouter>,
     pub broker: Arc<dyn Broker>,
     pub store: Store,
+    pub inbox: Arc<Inbox>,
     pub metrics: Arc<Metrics>,
     pub limits: Arc<Limits>,
     /// Each app's VAPID public key (base64url), for the apps with Web Push (`None`: the
@@ -63,6 +66,8 @@ fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(events::open_stream))
         .routes(routes!(delivery::ack))
+        .routes(routes!(inbox::page))
+        .routes(routes!(inbox::item))
         .routes(routes!(devices::register, devices::remove))
         .routes(routes!(notify::notify))
         .routes(routes!(notify::notify_batch).layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT)))
@@ -120,9 +125,10 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
                 HeaderName::from_static("last-event-id"),
+                header::IF_NONE_MATCH,
             ])
             // A browser client backs off by it on 429 and 503, so it must be able to read it.
-            .expose_headers([header::RETRY_AFTER])
+            .expose_headers([header::RETRY_AFTER, header::ETAG])
             .max_age(Duration::from_secs(600)),
     )
 }

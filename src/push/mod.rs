@@ -213,7 +213,7 @@ pub async fn start(
     }
     if providers.is_empty() {
         tracing::warn!(
-            "no push provider is configured (fcm.service_account, apns.key_path, webpush.vapid_private_key are empty): notifications for offline users answer route \"none\""
+            "no push provider is configured (FCM is disabled: fcm.service_account is empty; APNs: apns.key_path is empty; Web Push: webpush.vapid_private_key is empty): notifications for offline users answer route \"none\""
         );
         return Ok(Sender::disabled());
     }

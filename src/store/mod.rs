@@ -1,4 +1,5 @@
-//! Persistent state behind sqlx: the device registry, and on one node the durable push queue. SQLite by default, PostgreSQL for several
+//! Persistent state behind sqlx: the device registry, and on one node the durable push queue
+//! and the users' inboxes. SQLite by default, PostgreSQL for several
 //! nodes, chosen by the URL scheme; migrations per dialect under `migrations/`.
 //!
 //! A SQLite database belongs to one node, so its device lists are also cached in memory
@@ -6,9 +7,11 @@
 //! A PostgreSQL database is shared by the nodes, each of which may change it: read every time.
 
 mod devices;
+mod inbox;
 mod push_queue;
 
 pub use devices::{app_column, app_from_column, Device, Platform, ProviderKind, Registration};
+pub use inbox::InboxRow;
 pub use push_queue::{
     Applied, Change, Finished, NewRow, NewSends as NewRows, QueueRow, Write, Written,
 };

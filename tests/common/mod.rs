@@ -3,6 +3,7 @@
 //! Set TEST_LOG=1 to see the router's log lines.
 #![allow(dead_code)]
 
+pub mod apns;
 pub mod deploy;
 pub mod services;
 pub mod sse;
@@ -34,10 +35,20 @@ pub struct Mock {
 
 impl Mock {
     pub async fn start(dir: &std::path::Path) -> Mock {
+        Mock::start_project(dir, "demo-project").await
+    }
+
+    /// A mock of Firebase project `project`, its key at `dir/<project>.json` (or
+    /// `dir/service-account.json` for the default project).
+    pub async fn start_project(dir: &std::path::Path, project: &str) -> Mock {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let key = fcm_mock::generate_service_account(&url, "demo-project").unwrap();
-        let key_path = dir.join("service-account.json");
+        let key = fcm_mock::generate_service_account(&url, project).unwrap();
+        let key_path = if project == "demo-project" {
+            dir.join("service-account.json")
+        } else {
+            dir.join(format!("{project}.json"))
+        };
         std::fs::write(&key_path, &key).unwrap();
         let handle = fcm_mock::spawn(listener, &key).await.unwrap();
         Mock {
@@ -118,6 +129,8 @@ pub struct Options {
     pub shared_fcm: Option<(String, PathBuf)>,
     /// Extra SWITCHBOARD__* variables.
     pub env: Vec<(String, String)>,
+    /// A `config.toml` for the router's directory (what only a file can say: `[[apps]]`).
+    pub config_toml: Option<String>,
 }
 
 impl Options {
@@ -130,6 +143,16 @@ impl Options {
 
     pub fn env(mut self, key: &str, value: &str) -> Options {
         self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn envs(mut self, pairs: Vec<(String, String)>) -> Options {
+        self.env.extend(pairs);
+        self
+    }
+
+    pub fn config_toml(mut self, toml: String) -> Options {
+        self.config_toml = Some(toml);
         self
     }
 }
@@ -155,6 +178,9 @@ impl TestApp {
         } else {
             None
         };
+        if let Some(toml) = &opts.config_toml {
+            std::fs::write(dir.path().join("config.toml"), toml).unwrap();
+        }
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
         cmd.arg("serve")
             .current_dir(dir.path())
@@ -311,15 +337,25 @@ impl TestApp {
     }
 
     pub async fn register_device(&self, user: &str, device: &str, fcm_token: &str) -> Value {
+        self.register(
+            user,
+            device,
+            json!({"fcm_token": fcm_token, "platform": "android"}),
+        )
+        .await
+    }
+
+    /// `PUT /v1/devices/{device}` with any registration form; it must answer 200.
+    pub async fn register(&self, user: &str, device: &str, body: Value) -> Value {
         let resp = self
             .http
             .put(self.url(&format!("/v1/devices/{device}")))
             .bearer_auth(self.token(user))
-            .json(&json!({"fcm_token": fcm_token, "platform": "android"}))
+            .json(&body)
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.status(), StatusCode::OK, "{body}");
         resp.json().await.unwrap()
     }
 

@@ -32,6 +32,10 @@ pub enum Mode {
     Flood(FloodArgs),
     /// A producer under its rate limit beside one far over it.
     Noisy(NoisyArgs),
+    /// W7: each user gets one notification a minute at a random moment; clients poll
+    /// `GET /v1/inbox` with `If-None-Match`, or hold streams, or (mixed) some hold streams and
+    /// every user has a device.
+    W7(W7Args),
 }
 
 #[derive(Args, Clone)]
@@ -143,10 +147,20 @@ pub struct FcmArgs {
     /// After the window, wait this long at most for the FCM queue to drain.
     #[arg(long, default_value_t = 60.0)]
     pub fcm_drain_secs: f64,
-    /// Web Push instead of FCM: --mock-url is a webpush-mock; each user registers one browser
-    /// subscription created there.
-    #[arg(long)]
-    pub webpush: bool,
+    /// The push provider the devices register with: `fcm` (sends counted by fcm-mock's
+    /// stats), `apns` (HTTP/2-only apns-mock: counted by the router's
+    /// `switchboard_apns_requests_total{result="ok"}`) or `webpush` (--mock-url is a
+    /// webpush-mock; each user registers one browser subscription created there).
+    #[arg(long, value_enum, default_value = "fcm")]
+    pub provider: PushProvider,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PushProvider {
+    Fcm,
+    Apns,
+    Webpush,
 }
 
 #[derive(Args)]
@@ -161,6 +175,40 @@ pub struct PollArgs {
     pub duration: f64,
     #[arg(long, default_value = "/healthz")]
     pub url_path: String,
+}
+
+/// How W7's clients learn of their notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum W7How {
+    /// `GET /v1/inbox?after=<last>` with `If-None-Match` every interval, on keep-alive.
+    Poll,
+    /// One stream per user.
+    Push,
+    /// `--online` of the users on streams, every user with one device (FCM to fcm-mock).
+    Mixed,
+}
+
+#[derive(Args)]
+pub struct W7Args {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long, value_enum)]
+    pub how: W7How,
+    #[arg(long, default_value_t = 10_000)]
+    pub users: usize,
+    /// Window, seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub duration: f64,
+    /// Poll: seconds between two polls of one client.
+    #[arg(long, default_value_t = 3.0)]
+    pub interval_secs: f64,
+    /// Mixed: the share of users on a stream.
+    #[arg(long, default_value_t = 0.6)]
+    pub online: f64,
+    /// Mixed: fcm-mock's base URL (for /_mock/stats).
+    #[arg(long)]
+    pub mock_url: Option<String>,
 }
 
 #[derive(Args)]

@@ -1,7 +1,8 @@
-//! `fcm`: Switchboard with FCM pointed at fcm-mock (or, with `--webpush`, Web Push pointed at
-//! webpush-mock). Every user registers one device and holds no stream, so each notify goes the
-//! push way; the send rate is what the mock accepts (webpush-mock decrypts every message
-//! first), and the router's memory is sampled to show it stays flat.
+//! `fcm`: Switchboard with FCM pointed at fcm-mock (or, `--provider apns`, APNs at apns-mock;
+//! `--provider webpush`, Web Push at webpush-mock). Every user registers one device and holds
+//! no stream, so each notify goes the push way; the send rate is what the mock accepts
+//! (webpush-mock decrypts every message first), and the router's memory is sampled to show it
+//! stays flat.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,7 @@ use http::Method;
 use http_body_util::BodyExt as _;
 use serde_json::json;
 
-use crate::cli::{parse_rate, FcmArgs};
+use crate::cli::{parse_rate, FcmArgs, PushProvider};
 use crate::live::Setup;
 use crate::net::{Server, Sources};
 use crate::procfs::ServerProcs;
@@ -22,12 +23,14 @@ use crate::target::{Kind, Target};
 use crate::unicast::{Routes, UnicastLoad};
 
 /// `PUT /v1/devices/d-<i>` once per user.
-struct RegisterLoad {
-    target: Target,
-    users: Vec<usize>,
+pub struct RegisterLoad {
+    pub target: Target,
+    /// Register APNs tokens instead of FCM ones.
+    pub apns: bool,
+    pub users: Vec<usize>,
     /// Web Push: the registration body of each user (same order as `users`).
-    subscriptions: Option<Vec<String>>,
-    next: AtomicUsize,
+    pub subscriptions: Option<Vec<String>>,
+    pub next: AtomicUsize,
 }
 
 impl Workload for RegisterLoad {
@@ -38,7 +41,7 @@ impl Workload for RegisterLoad {
             Some(bodies) => self
                 .target
                 .register_device_as(host, user, bodies[k].clone()),
-            None => self.target.register_device(host, user),
+            None => self.target.register_device(host, user, self.apns),
         };
         Some(Outgoing { request, items: 1 })
     }
@@ -74,8 +77,37 @@ async fn subscriptions(mock: &Server, n: usize) -> anyhow::Result<Vec<String>> {
     Ok(bodies)
 }
 
+/// Where accepted sends are counted: the mock's stats (fcm-mock and webpush-mock both keep an
+/// `accepted` counter), or (apns-mock speaks only HTTP/2) the router's own count of APNs 200
+/// answers.
+#[derive(Clone)]
+enum Counter {
+    Mock(Server),
+    RouterApnsOk(Server),
+}
+
+const APNS_OK: &str = "switchboard_apns_requests_total{result=\"ok\"} ";
+
+async fn count(counter: &Counter) -> anyhow::Result<u64> {
+    match counter {
+        Counter::Mock(mock) => accepted(mock).await,
+        Counter::RouterApnsOk(router) => {
+            let (status, body) = once(router, Method::GET, "/metrics").await?;
+            if status != 200 {
+                anyhow::bail!("router /metrics answered {status}");
+            }
+            let text = String::from_utf8_lossy(&body);
+            let line = text
+                .lines()
+                .find_map(|l| l.strip_prefix(APNS_OK))
+                .ok_or_else(|| anyhow::anyhow!("router metrics without {APNS_OK}"))?;
+            Ok(line.trim().parse::<f64>()? as u64)
+        }
+    }
+}
+
 /// The mock's `accepted` counter (fcm-mock and webpush-mock both keep one).
-async fn accepted(mock: &Server) -> anyhow::Result<u64> {
+pub async fn accepted(mock: &Server) -> anyhow::Result<u64> {
     let (status, body) = once(mock, Method::GET, "/_mock/stats").await?;
     if status != 200 {
         anyhow::bail!("fcm-mock /_mock/stats answered {status}");
@@ -89,13 +121,13 @@ async fn accepted(mock: &Server) -> anyhow::Result<u64> {
 /// One sample per second: (seconds since the window started, mock accepted, server RSS KiB).
 type Samples = Arc<Mutex<Vec<(f64, u64, u64)>>>;
 
-fn sample_every_second(mock: Server, procs: ServerProcs, stop: Arc<AtomicBool>) -> Samples {
+fn sample_every_second(counter: Counter, procs: ServerProcs, stop: Arc<AtomicBool>) -> Samples {
     let samples: Samples = Arc::default();
     let out = samples.clone();
     tokio::spawn(async move {
         let start = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            let acc = accepted(&mock).await.unwrap_or(0);
+            let acc = count(&counter).await.unwrap_or(0);
             let rss = procs.read().map(|u| u.rss_kib).unwrap_or(0);
             out.lock().unwrap_or_else(|e| e.into_inner()).push((
                 round3(start.elapsed().as_secs_f64()),
@@ -114,7 +146,13 @@ pub async fn fcm(args: FcmArgs) -> anyhow::Result<()> {
     }
     let notify_rate = parse_rate(&args.rate)?;
     let setup = Setup::new(&args.common, args.users).await?;
+    let apns = args.provider == PushProvider::Apns;
     let mock = Server::parse(&args.mock_url).await?;
+    let counter = if apns {
+        Counter::RouterApnsOk(setup.pub_server.clone())
+    } else {
+        Counter::Mock(mock.clone())
+    };
     let mut watch = Watch::new(args.common.server_pid.clone());
     watch.mark("start");
 
@@ -124,7 +162,7 @@ pub async fn fcm(args: FcmArgs) -> anyhow::Result<()> {
         window: None,
         connect_concurrency: args.common.connect_concurrency,
     };
-    let subscriptions = if args.webpush {
+    let subscriptions = if args.provider == PushProvider::Webpush {
         let started = Instant::now();
         let bodies = subscriptions(&mock, setup.users.len()).await?;
         eprintln!(
@@ -138,6 +176,7 @@ pub async fn fcm(args: FcmArgs) -> anyhow::Result<()> {
     };
     let reg = Arc::new(RegisterLoad {
         target: setup.target.clone(),
+        apns,
         users: setup.users.clone(),
         subscriptions,
         next: AtomicUsize::new(0),
@@ -163,7 +202,9 @@ pub async fn fcm(args: FcmArgs) -> anyhow::Result<()> {
         reg_answers.errors()
     );
 
-    once(&mock, Method::DELETE, "/_mock/messages").await?;
+    if !apns {
+        once(&mock, Method::DELETE, "/_mock/messages").await?;
+    }
     setup.settle().await;
     let plan = Plan {
         connections: args.common.connections,
@@ -182,11 +223,11 @@ pub async fn fcm(args: FcmArgs) -> anyhow::Result<()> {
     let answers = Arc::new(Answers::default());
     let stop = Arc::new(AtomicBool::new(false));
     let samples = sample_every_second(
-        mock.clone(),
+        counter.clone(),
         ServerProcs::new(args.common.server_pid.clone()),
         stop.clone(),
     );
-    let acc0 = accepted(&mock).await?;
+    let acc0 = count(&counter).await?;
     watch.mark("window_start");
     let ran = publish::run(
         senders,
@@ -197,7 +238,7 @@ pub async fn fcm(args: FcmArgs) -> anyhow::Result<()> {
         answers.clone(),
     )
     .await;
-    let acc1 = accepted(&mock).await?;
+    let acc1 = count(&counter).await?;
     watch.mark("window_end");
     let window = ran.last_send.duration_since(ran.started).as_secs_f64();
 
@@ -207,7 +248,7 @@ pub async fn fcm(args: FcmArgs) -> anyhow::Result<()> {
     let drain_start = Instant::now();
     while last - acc0 < fcm_routed && drain_start.elapsed().as_secs_f64() < args.fcm_drain_secs {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let now = accepted(&mock).await?;
+        let now = count(&counter).await?;
         if now != last {
             (last, last_change) = (now, Instant::now());
         } else if last_change.elapsed() > Duration::from_secs(5) {
@@ -226,7 +267,8 @@ pub async fn fcm(args: FcmArgs) -> anyhow::Result<()> {
     let rss = |m: &str| watch.get(m).map(|(u, _)| u.rss_kib);
     let cpu = watch.cpu_between("window_start", "window_end");
     let report = json!({
-        "mode": if args.webpush { "webpush" } else { "fcm" },
+        "mode": if args.provider == PushProvider::Webpush { "webpush" } else { "fcm" },
+        "provider": args.provider,
         "target": setup.target.kind,
         "users": args.users,
         "devices_registered": reg_answers.ok.load(Ordering::Relaxed),
@@ -255,7 +297,7 @@ pub async fn fcm(args: FcmArgs) -> anyhow::Result<()> {
     let summary = format!(
         "{}: {} notifies accepted ({} push) in {window:.1}s; the mock accepted {} in window = {:.0}/s, \
          {total} in all ({:.0}/s); RSS {:?} → {:?} KiB (max {rss_max}); errors {}",
-        if args.webpush { "webpush" } else { "fcm" },
+        if args.provider == PushProvider::Webpush { "webpush" } else { "fcm" },
         load.routes.accepted(),
         fcm_routed,
         acc1 - acc0,

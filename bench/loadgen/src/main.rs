@@ -6,7 +6,8 @@
 //!   `sse`: chunked + SSE decoding; `publish`: hyper keep-alive publisher connections.
 //! - `stats`: latency histograms and counters; `procfs`: server CPU/RSS; `redis_info`: Redis
 //!   INFO deltas; `report`: JSON out.
-//! - workloads: `live` (shared + `idle`), `unicast`, `broadcast`, `fcm`, `poll`; and the edge's:
+//! - workloads: `live` (shared + `idle`), `unicast`, `broadcast`, `fcm`, `poll`, `w7` (inbox
+//!   polling against streams); and the edge's:
 //!   `storm` (reconnecting clients in `client`), `flood`, `noisy`, with `phase` (fixed-size
 //!   publish phases).
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@ mod net;
 mod noisy;
 mod phase;
 mod poll;
+mod pollers;
 mod procfs;
 mod publish;
 mod redis_info;
@@ -31,6 +33,7 @@ mod storm;
 mod streams;
 mod target;
 mod unicast;
+mod w7;
 
 use std::process::ExitCode;
 
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
             Mode::Storm(a) => storm::storm(a).await,
             Mode::Flood(a) => flood::flood(a).await,
             Mode::Noisy(a) => noisy::noisy(a).await,
+            Mode::W7(a) => w7::w7(a).await,
         }
     });
     // Thousands of stream tasks are still reading: leave without waiting for them.

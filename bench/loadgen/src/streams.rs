@@ -35,6 +35,8 @@ pub struct StreamSet {
     pub connect_retries: AtomicU64,
     /// `:` comment lines (heartbeats) seen on all streams.
     pub comments: AtomicU64,
+    /// Body bytes read on all streams (what the wire carried after the heads).
+    pub bytes_in: AtomicU64,
     /// The kernel's listen-queue overflow count when the streams started opening.
     overflows_before: Option<u64>,
     /// Listen-queue overflows while the streams opened (`u64::MAX`: not known).
@@ -58,6 +60,7 @@ impl StreamSet {
             closed: AtomicU64::new(0),
             connect_retries: AtomicU64::new(0),
             comments: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
             overflows_before: crate::procfs::listen_overflows(),
             overflows_opening: AtomicU64::new(u64::MAX),
         })
@@ -237,6 +240,8 @@ impl Body {
         if bytes.is_empty() {
             return true;
         }
+        set.bytes_in
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         let at = now_us();
         let payload: &[u8] = match self.dechunker.as_mut() {
             Some(d) => {

@@ -177,9 +177,14 @@ impl Target {
         }
     }
 
-    /// Registers device `d-<i>` of user `i` with FCM token `tok-<i>` (Switchboard).
-    pub fn register_device(&self, host: &str, i: usize) -> http::Request<Body> {
-        let body = format!(r#"{{"fcm_token":"tok-{i}","platform":"android"}}"#);
+    /// Registers device `d-<i>` of user `i` with FCM token `tok-<i>`, or with an APNs token
+    /// (64 hex digits from `i`) (Switchboard).
+    pub fn register_device(&self, host: &str, i: usize, apns: bool) -> http::Request<Body> {
+        let body = if apns {
+            format!(r#"{{"provider":"apns","token":"{i:064x}"}}"#)
+        } else {
+            format!(r#"{{"fcm_token":"tok-{i}","platform":"android"}}"#)
+        };
         self.register_device_as(host, i, body)
     }
 

@@ -2,6 +2,7 @@
 //! provider token; an `ExpiredProviderToken` answer is tried again once with a new token.
 //! Retries are the sender's.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,10 @@ pub enum ApnsSetupError {
 }
 
 pub struct ApnsProvider {
-    http: reqwest::Client,
+    /// One client per `apns.connections`: a reqwest client keeps one HTTP/2 connection to a
+    /// host, and sends take the clients in turn.
+    clients: Vec<reqwest::Client>,
+    next: AtomicUsize,
     /// `<endpoint>/3/device/`
     base: String,
     topic: String,
@@ -63,16 +67,21 @@ impl ApnsProvider {
         }
         // APNs speaks only HTTP/2: over TLS it is agreed by ALPN, and an http:// endpoint (the
         // mock) gets it from the first byte.
-        let http = reqwest::Client::builder()
-            .http2_prior_knowledge()
-            .timeout(request_timeout)
-            .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(600))
-            .http2_keep_alive_interval(Duration::from_secs(60))
-            .http2_keep_alive_while_idle(true)
-            .build()?;
+        let clients = (0..cfg.connections.max(1))
+            .map(|_| {
+                reqwest::Client::builder()
+                    .http2_prior_knowledge()
+                    .timeout(request_timeout)
+                    .connect_timeout(Duration::from_secs(5))
+                    .pool_idle_timeout(Duration::from_secs(600))
+                    .http2_keep_alive_interval(Duration::from_secs(60))
+                    .http2_keep_alive_while_idle(true)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(ApnsProvider {
-            http,
+            clients,
+            next: AtomicUsize::new(0),
             base: format!("{}/3/device/", cfg.endpoint.trim_end_matches('/')),
             topic: cfg.topic.clone(),
             tokens: ProviderTokens::new(
@@ -129,8 +138,8 @@ impl ApnsProvider {
         body: bytes::Bytes,
     ) -> Answer {
         let h = headers(n, private);
-        let mut req = self
-            .http
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
+        let mut req = self.clients[turn]
             .post(format!("{}{device_token}", self.base))
             .header(http::header::AUTHORIZATION, format!("bearer {jwt}"))
             .header("apns-topic", &self.topic)
