@@ -14,6 +14,8 @@ use serde_json::Value;
 const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/events"),
     ("POST", "/v1/ack"),
+    ("GET", "/v1/inbox"),
+    ("GET", "/v1/inbox/{id}"),
     ("PUT", "/v1/devices/{device_id}"),
     ("DELETE", "/v1/devices/{device_id}"),
     ("POST", "/v1/notify"),
