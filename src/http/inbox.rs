@@ -34,7 +34,8 @@ pub struct InboxQuery {
     limit: Option<u64>,
 }
 
-/// A page of the inbox.
+/// A page of the inbox. Only the document's: the handler writes the stored items' JSON as it
+/// is, without parsing it again.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct InboxPage {
