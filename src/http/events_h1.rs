@@ -123,6 +123,8 @@ pub async fn open_stream(
 /// An idle stream is mostly this future, so it is kept to what the stream's life needs: an
 /// `async move` block that uses its captures in place (an `async fn` would hold a second copy
 /// of each argument), with nothing of the opening in it.
+// Not an `async fn` on purpose: see above.
+#[allow(clippy::manual_async_fn)]
 pub fn hold<G: Send + 'static>(
     mut opened: Opened,
     hub: Arc<Hub>,

@@ -13,7 +13,7 @@ use super::{
 use crate::notification::Notification;
 use crate::store::{
     app_column, app_from_column, Applied, Change, Device, NewRow, NewRows, Platform, ProviderKind,
-    QueueRow, Store, StoreError, Write, Written,
+    QueueRow, Store, Write, Written,
 };
 use crate::time::unix_millis;
 
