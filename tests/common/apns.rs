@@ -2,17 +2,23 @@
 //! router configuration that points `[apns]` (or an app's) at it.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::Value;
+use super::mock_api::MockApi;
 
 pub struct ApnsMock {
     handle: Option<apns_mock::MockHandle>,
-    pub url: String,
+    api: MockApi,
     pub key_path: PathBuf,
     pub key_id: String,
     pub team_id: String,
-    http: reqwest::Client,
+}
+
+impl std::ops::Deref for ApnsMock {
+    type Target = MockApi;
+    fn deref(&self) -> &MockApi {
+        &self.api
+    }
 }
 
 impl ApnsMock {
@@ -30,16 +36,17 @@ impl ApnsMock {
         config.token_update_interval = token_interval;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let handle = apns_mock::spawn(listener, config).await.unwrap();
+        // apns-mock speaks HTTP/2 only, its controls too.
+        let http = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .build()
+            .unwrap();
         ApnsMock {
-            url: handle.url(),
+            api: MockApi::new("apns-mock", handle.url(), http),
             handle: Some(handle),
             key_path,
             key_id: key.key_id,
             team_id,
-            http: reqwest::Client::builder()
-                .http2_prior_knowledge()
-                .build()
-                .unwrap(),
         }
     }
 
@@ -66,57 +73,6 @@ impl ApnsMock {
             self.team_id,
             self.url
         )
-    }
-
-    pub async fn messages(&self) -> Vec<Value> {
-        let v: Value = self
-            .http
-            .get(format!("{}/_mock/messages", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["messages"].as_array().cloned().unwrap_or_default()
-    }
-
-    /// Waits until at least `n` messages were recorded.
-    pub async fn wait_messages(&self, n: usize, within: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + within;
-        loop {
-            let m = self.messages().await;
-            if m.len() >= n || Instant::now() > deadline {
-                return m;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    pub async fn control(&self, path: &str, body: Value) {
-        let r = self
-            .http
-            .post(format!("{}/_mock/{path}", self.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            r.status().is_success(),
-            "apns-mock /_mock/{path}: {}",
-            r.status()
-        );
-    }
-
-    pub async fn stats(&self) -> Value {
-        self.http
-            .get(format!("{}/_mock/stats", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod apns;
 pub mod deploy;
+pub mod mock_api;
 pub mod services;
 pub mod sse;
 pub mod webpush;
@@ -28,9 +29,15 @@ pub const JWT_SECRET: &str = "test-jwt-secret";
 /// fcm-mock, started in-process on its own port with a fresh service-account key.
 pub struct Mock {
     handle: Option<fcm_mock::MockHandle>,
-    pub url: String,
+    api: mock_api::MockApi,
     pub key_path: PathBuf,
-    http: reqwest::Client,
+}
+
+impl std::ops::Deref for Mock {
+    type Target = mock_api::MockApi;
+    fn deref(&self) -> &mock_api::MockApi {
+        &self.api
+    }
 }
 
 impl Mock {
@@ -53,61 +60,9 @@ impl Mock {
         let handle = fcm_mock::spawn(listener, &key).await.unwrap();
         Mock {
             handle: Some(handle),
-            url,
+            api: mock_api::MockApi::new("fcm-mock", url, reqwest::Client::new()),
             key_path,
-            http: reqwest::Client::new(),
         }
-    }
-
-    pub async fn messages(&self) -> Vec<Value> {
-        let v: Value = self
-            .http
-            .get(format!("{}/_mock/messages", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["messages"].as_array().cloned().unwrap_or_default()
-    }
-
-    /// Waits until at least `n` messages were recorded.
-    pub async fn wait_messages(&self, n: usize, within: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + within;
-        loop {
-            let m = self.messages().await;
-            if m.len() >= n || Instant::now() > deadline {
-                return m;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    pub async fn control(&self, path: &str, body: Value) {
-        let r = self
-            .http
-            .post(format!("{}/_mock/{path}", self.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            r.status().is_success(),
-            "fcm-mock /_mock/{path}: {}",
-            r.status()
-        );
-    }
-
-    pub async fn stats(&self) -> Value {
-        self.http
-            .get(format!("{}/_mock/stats", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
     }
 }
 

@@ -3,21 +3,28 @@
 //! writes it.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use aws_lc_rs::encoding::{AsDer, EcPrivateKeyRfc5915Der};
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
 use base64::Engine as _;
 use serde_json::Value;
 
+use super::mock_api::MockApi;
+
 pub struct WebPushMock {
     handle: Option<webpush_mock::MockHandle>,
-    pub url: String,
+    api: MockApi,
     /// The VAPID private key (SEC1 PEM) for `webpush.vapid_private_key`.
     pub key_path: PathBuf,
     /// The VAPID public key the mock requires, base64url.
     pub public_key: String,
-    http: reqwest::Client,
+}
+
+impl std::ops::Deref for WebPushMock {
+    type Target = MockApi;
+    fn deref(&self) -> &MockApi {
+        &self.api
+    }
 }
 
 /// A fresh VAPID key written to `path` as SEC1 PEM; returns the public key, base64url.
@@ -40,11 +47,10 @@ impl WebPushMock {
         };
         let handle = webpush_mock::spawn_with(listener, config).await.unwrap();
         WebPushMock {
-            url: handle.url(),
+            api: MockApi::new("webpush-mock", handle.url(), reqwest::Client::new()),
             handle: Some(handle),
             key_path,
             public_key,
-            http: reqwest::Client::new(),
         }
     }
 
@@ -58,57 +64,6 @@ impl WebPushMock {
             .unwrap();
         assert_eq!(r.status(), 201, "webpush-mock /_mock/subscriptions");
         r.json().await.unwrap()
-    }
-
-    pub async fn messages(&self) -> Vec<Value> {
-        let v: Value = self
-            .http
-            .get(format!("{}/_mock/messages", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["messages"].as_array().cloned().unwrap_or_default()
-    }
-
-    /// Waits until at least `n` messages were recorded.
-    pub async fn wait_messages(&self, n: usize, within: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + within;
-        loop {
-            let m = self.messages().await;
-            if m.len() >= n || Instant::now() > deadline {
-                return m;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    pub async fn stats(&self) -> Value {
-        self.http
-            .get(format!("{}/_mock/stats", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    pub async fn control(&self, path: &str, body: Value) {
-        let r = self
-            .http
-            .post(format!("{}/_mock/{path}", self.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            r.status().is_success(),
-            "webpush-mock /_mock/{path}: {}",
-            r.status()
-        );
     }
 }
 
