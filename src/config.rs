@@ -388,7 +388,9 @@ impl Config {
         self.validate_fcm(&mut errors);
         self.validate_apps(&mut errors);
         self.webpush.validate("webpush", &mut errors);
-        if self.push.lease_secs <= self.webpush.request_timeout_secs {
+        let webpush_used =
+            self.webpush_enabled() || self.extra_apps.iter().any(|a| a.webpush.is_some());
+        if webpush_used && self.push.lease_secs <= self.webpush.request_timeout_secs {
             errors.push(format!(
                 "push.lease_secs ({}) must be longer than webpush.request_timeout_secs ({})",
                 self.push.lease_secs, self.webpush.request_timeout_secs
