@@ -9,6 +9,25 @@ use rand::RngExt;
 use crate::config::Config;
 use crate::notification::Notification;
 
+/// A provider's HTTP answer as its classifier reads it: the status, its `Retry-After`, and the
+/// body of a refusal (a success's body is not read).
+pub async fn read_answer(
+    resp: reqwest::Response,
+) -> (http::StatusCode, Option<Duration>, bytes::Bytes) {
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let body = if status.is_success() {
+        bytes::Bytes::new()
+    } else {
+        resp.bytes().await.unwrap_or_default()
+    };
+    (status, retry_after, body)
+}
+
 /// `Retry-After` as delta-seconds or an HTTP date, as every provider's answers carry it.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();

@@ -15,7 +15,7 @@ use super::token::ProviderTokens;
 use crate::config::{read_capped, ApnsConfig, APNS_TOKEN_MIN_REFRESH_SECS};
 use crate::metrics::{Counters, Metrics};
 use crate::notification::Notification;
-use crate::push::fcm::parse_retry_after;
+use crate::push::retry::read_answer;
 use crate::push::{Outcome, Provider, RetryReason};
 
 /// No answer from APNs (network, timeout).
@@ -160,17 +160,7 @@ impl ApnsProvider {
                 TRANSPORT_ERROR
             }
             Ok(resp) => {
-                let status = resp.status();
-                let retry_after = resp
-                    .headers()
-                    .get(http::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_retry_after);
-                let body = if status.is_success() {
-                    bytes::Bytes::new()
-                } else {
-                    resp.bytes().await.unwrap_or_default()
-                };
+                let (status, retry_after, body) = read_answer(resp).await;
                 classify(status, retry_after, &body)
             }
         };

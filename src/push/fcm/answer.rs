@@ -7,7 +7,6 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use crate::metrics::Label;
-pub use crate::push::retry::parse_retry_after;
 use crate::push::{InvalidReason, RetryReason};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +147,7 @@ pub fn classify(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::push::retry::parse_retry_after;
 
     fn google(code: u16, status: &str, error_code: &str) -> Vec<u8> {
         format!(

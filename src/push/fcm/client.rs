@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use futures::future::{BoxFuture, FutureExt};
 use yup_oauth2::authenticator::DefaultAuthenticator;
 
-use super::answer::{classify, parse_retry_after, Answer, RequestResult};
+use super::answer::{classify, Answer, RequestResult};
 use super::message::send_body_for;
 use crate::config::{read_capped, FcmConfig};
 use crate::metrics::{Counters, Metrics};
 use crate::notification::Notification;
+use crate::push::retry::read_answer;
 use crate::push::{Outcome, Provider, RetryReason};
 
 const SCOPES: [&str; 1] = ["https://www.googleapis.com/auth/firebase.messaging"];
@@ -151,17 +152,7 @@ impl FcmProvider {
                 TRANSPORT_ERROR
             }
             Ok(resp) => {
-                let status = resp.status();
-                let retry_after = resp
-                    .headers()
-                    .get(http::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_retry_after);
-                let body = if status.is_success() {
-                    bytes::Bytes::new()
-                } else {
-                    resp.bytes().await.unwrap_or_default()
-                };
+                let (status, retry_after, body) = read_answer(resp).await;
                 classify(status, retry_after, &body)
             }
         };

@@ -6,7 +6,6 @@ mod answer;
 mod client;
 mod message;
 
-pub(crate) use answer::parse_retry_after;
 pub use answer::RequestResult;
 pub use client::{FcmProvider, FcmSetupError};
 pub use message::send_body;
