@@ -132,16 +132,27 @@ impl NotificationRouter {
             Route::Sse
         } else {
             // A push may carry only the id, which the app looks up in the inbox: it is
-            // sent once the inbox holds it. Nobody else can hold the token yet: its deadline
-            // is ack_timeout away.
-            let (taken, stored) = futures::join!(self.ledger.take(&n.id), stored);
-            if !stored {
-                tracing::warn!(notification_id = %n.id, "pushing a notification the inbox could not store");
-            }
+            // sent once the inbox holds it. When the inbox shares the push queue's writer, its
+            // row is written no later than the sends are stored (it was handed over first);
+            // otherwise the push waits for it. Nobody else can hold the token yet: its
+            // deadline is ack_timeout away.
+            let (taken, stored) = if self.inbox.stored_before_push() {
+                (self.ledger.take(&n.id).await, stored)
+            } else {
+                let (taken, stored) = futures::join!(self.ledger.take(&n.id), stored);
+                (
+                    taken,
+                    futures::FutureExt::boxed(futures::future::ready(stored)),
+                )
+            };
             if let Err(e) = taken {
                 return Err(self.refused(&n, e));
             }
-            match self.offline(&n, true).await {
+            let (offline, stored) = futures::join!(self.offline(&n, true), stored);
+            if !stored && offline.is_ok() {
+                tracing::warn!(notification_id = %n.id, "pushing a notification the inbox could not store");
+            }
+            match offline {
                 Ok(route) => route,
                 Err(e) => {
                     self.ledger.forget(&n.id);

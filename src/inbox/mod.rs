@@ -4,10 +4,12 @@
 //! carries only an id fetch the notification there.
 //!
 //! - **Writes are batched and off the notify path.** [`Inbox::append`] queues the notification
-//!   for one writer task, which stores what waits in one transaction (SQL) or one pipeline
-//!   (Redis). A notify routed to a stream does not wait for it: the stream carries the content,
-//!   and the inbox is a copy for later. A notify routed to push waits for it (the router does),
-//!   because a push may carry only the id, which the app then looks up here.
+//!   for one writer task, which stores what waits in one transaction (SQL: the store's writer,
+//!   the push queue's too) or one pipeline (Redis: this module's). A notify routed to a stream
+//!   does not wait for it: the stream carries the content, and the inbox is a copy for later.
+//!   A push may carry only the id, which the app then looks up here: the row is stored before
+//!   the push is sent, by the store writer's order ([`Inbox::stored_before_push`]) or else by
+//!   the router waiting for it.
 //! - **Ids are cursors.** Ids are UUIDv7, so they order by acceptance time, and their first 13
 //!   characters are that time: retention is an id comparison, and `after=<id>` pages.
 //! - **A cheap `If-None-Match`.** The answer's tag is derived from the user's head (newest id)
@@ -71,6 +73,13 @@ pub trait InboxEngine: Send + Sync {
     fn head(&self, user: &UserId) -> InboxFuture<Option<String>>;
     /// Deletes what is below `since`, where the engine does not expire it by itself.
     fn expire(&self, since: String) -> InboxFuture<u64>;
+    /// True when [`append`](Self::append) hands its rows over at the call (not when the
+    /// future is first polled) to a writer that batches them itself and writes the push
+    /// queue too, in call order: appends then skip this module's writer, and a row appended
+    /// before a push queue put is stored no later than it.
+    fn shares_push_writer(&self) -> bool {
+        false
+    }
 }
 
 /// How an append ended (`switchboard_inbox_appends_total{result}`).
@@ -150,7 +159,8 @@ pub struct Page {
 pub struct Inbox {
     engine: Arc<dyn InboxEngine>,
     versions: Arc<Versions>,
-    writes: mpsc::Sender<Write>,
+    /// This module's batching writer, for an engine that does not share the push writer.
+    writes: Option<mpsc::Sender<Write>>,
     retention_ms: u64,
     appends: Arc<Counters<AppendResult>>,
     reads: Counters<ReadResult>,
@@ -175,12 +185,14 @@ pub async fn open(config: &Config, store: Store, metrics: &Metrics) -> Result<In
     };
     let appends = Arc::new(metrics.inbox_appends.counters());
     let retention_ms = config.inbox.retention_secs.saturating_mul(1000);
-    let writes = spawn_writer(
-        engine.clone(),
-        versions.clone(),
-        appends.clone(),
-        retention_ms,
-    );
+    let writes = (!engine.shares_push_writer()).then(|| {
+        spawn_writer(
+            engine.clone(),
+            versions.clone(),
+            appends.clone(),
+            retention_ms,
+        )
+    });
     Ok(Inbox {
         engine,
         versions,
@@ -263,8 +275,11 @@ impl Inbox {
             id: n.id.clone(),
             payload: n.event_json(),
         };
+        let Some(writes) = &self.writes else {
+            return self.append_shared(row);
+        };
         let (tx, rx) = oneshot::channel();
-        match self.writes.try_send(Write::Append(row, Some(tx))) {
+        match writes.try_send(Write::Append(row, Some(tx))) {
             Ok(()) => rx.map(|r| r.unwrap_or(false)).boxed(),
             Err(_) => {
                 self.appends.inc(AppendResult::Dropped);
@@ -273,10 +288,53 @@ impl Inbox {
         }
     }
 
+    /// An append through the engine's own writer, handed over now; a task of its own waits for
+    /// it (the caller may drop the future) and then advances the user's head.
+    fn append_shared(&self, row: InboxRow) -> Stored {
+        use futures::FutureExt;
+        let (user, id) = (row.user_id.clone(), row.id.clone());
+        let written = self.engine.append(vec![row], since(self.retention_ms));
+        let (versions, appends) = (self.versions.clone(), self.appends.clone());
+        tokio::spawn(async move {
+            let stored = match written.await {
+                Ok(()) => {
+                    versions.advance(&user, &id);
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, notification_id = %id, "inbox: a notification was not stored");
+                    false
+                }
+            };
+            appends.inc(if stored {
+                AppendResult::Stored
+            } else {
+                AppendResult::Failed
+            });
+            stored
+        })
+        .map(|r| r.unwrap_or(false))
+        .boxed()
+    }
+
+    /// True when a row appended before a push queue put is stored no later than the put
+    /// (the engine shares the push queue's writer): the router need not wait for it then.
+    pub fn stored_before_push(&self) -> bool {
+        self.writes.is_none()
+    }
+
     /// Waits until every append queued so far is written (at shutdown).
     pub async fn flush(&self) {
+        let Some(writes) = &self.writes else {
+            // An empty append is answered after everything handed over before it.
+            let _ = self
+                .engine
+                .append(Vec::new(), since(self.retention_ms))
+                .await;
+            return;
+        };
         let (tx, rx) = oneshot::channel();
-        if self.writes.send(Write::Flush(tx)).await.is_ok() {
+        if writes.send(Write::Flush(tx)).await.is_ok() {
             let _ = rx.await;
         }
     }

@@ -1,11 +1,12 @@
 //! The inbox in the store's database, for one node (the rows in `store::inbox`). One node
-//! writes it, so the node's own writes are all the changes there are.
+//! writes it, so the node's own writes are all the changes there are. Its rows go through the
+//! store's writer, the push queue's too, in call order (`store::writer`).
 
 use futures::future::FutureExt;
 
 use super::{InboxEngine, InboxError, InboxFuture};
 use crate::ids::{NotificationId, UserId};
-use crate::store::{InboxRow, Store};
+use crate::store::{InboxRow, Store, Write};
 
 pub struct SqlInbox {
     store: Store,
@@ -28,9 +29,15 @@ fn failed(e: impl std::fmt::Display) -> InboxError {
 impl InboxEngine for SqlInbox {
     fn append(&self, rows: Vec<InboxRow>, _since: String) -> InboxFuture<()> {
         // Retention is the expiry sweep's job here; reads filter by it meanwhile.
-        let store = self.store.clone();
-        let max = self.max_per_user;
-        async move { store.inbox_append(&rows, max).await.map_err(failed) }.boxed()
+        let written = self.store.write(Write::Keep {
+            rows,
+            max_per_user: self.max_per_user,
+        });
+        async move { written.await.map(|_| ()).map_err(failed) }.boxed()
+    }
+
+    fn shares_push_writer(&self) -> bool {
+        true
     }
 
     fn page(

@@ -4,7 +4,7 @@
 use super::{on_pool, Store, StoreError};
 
 /// Rows per multi-row INSERT (SQLite allows 32 766 bound parameters; three per row).
-const ROWS_PER_STATEMENT: usize = 300;
+pub(crate) const ROWS_PER_STATEMENT: usize = 300;
 
 /// One notification to keep: its user, id and client JSON.
 #[derive(Debug, Clone)]
@@ -14,46 +14,51 @@ pub struct InboxRow {
     pub payload: String,
 }
 
-impl Store {
-    /// Stores `rows` in one transaction, then keeps at most `max_per_user` of each user
-    /// touched (the newest).
-    pub async fn inbox_append(
-        &self,
-        rows: &[InboxRow],
-        max_per_user: usize,
-    ) -> Result<(), StoreError> {
+/// Stores `$rows` (`&[InboxRow]`) within the open transaction `$tx`, then keeps at most
+/// `$keep` (`i64`) of each user touched (the newest): one multi-row statement each, whatever
+/// the number of users. A macro because the transaction's dialect is only known inside
+/// `on_pool!` (the store writer's batch, `Store::write_batch`).
+macro_rules! keep_in_inbox {
+    ($tx:ident, $rows:expr, $keep:expr) => {{
+        let rows: &[$crate::store::InboxRow] = $rows;
+        for chunk in rows.chunks($crate::store::inbox::ROWS_PER_STATEMENT) {
+            let mut qb = sqlx::QueryBuilder::new($crate::store::inbox::INSERT);
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.user_id.as_str())
+                    .push_bind(r.id.as_str())
+                    .push_bind(r.payload.as_str());
+            });
+            qb.push($crate::store::inbox::INSERT_TAIL);
+            qb.build().execute(&mut *$tx).await?;
+        }
         let mut users: Vec<&str> = rows.iter().map(|r| r.user_id.as_str()).collect();
         users.sort_unstable();
         users.dedup();
-        let keep = i64::try_from(max_per_user).unwrap_or(i64::MAX);
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = sqlx::QueryBuilder::new("INSERT INTO inbox (user_id, id, payload) ");
-                qb.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.user_id.as_str())
-                        .push_bind(r.id.as_str())
-                        .push_bind(r.payload.as_str());
-                });
-                qb.push(" ON CONFLICT (user_id, id) DO NOTHING");
-                qb.build().execute(&mut *tx).await?;
+        for chunk in users.chunks($crate::store::inbox::ROWS_PER_STATEMENT) {
+            let mut qb = sqlx::QueryBuilder::new($crate::store::inbox::TRIM_HEAD);
+            let mut list = qb.separated(", ");
+            for user in chunk {
+                list.push_bind(*user);
             }
-            // An index seek per user: the row `keep` places below the newest, and all older.
-            for user in users {
-                sqlx::query(
-                    "DELETE FROM inbox WHERE user_id = $1 AND id <= \
-                     (SELECT id FROM inbox WHERE user_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
-                )
-                .bind(user)
-                .bind(keep)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-        });
-        Ok(())
-    }
+            qb.push($crate::store::inbox::TRIM_MIDDLE);
+            qb.push_bind($keep);
+            qb.push(")");
+            qb.build().execute(&mut *$tx).await?;
+        }
+    }};
+}
+pub(crate) use keep_in_inbox;
 
+pub(crate) const INSERT: &str = "INSERT INTO inbox (user_id, id, payload) ";
+pub(crate) const INSERT_TAIL: &str = " ON CONFLICT (user_id, id) DO NOTHING";
+// Every row of the users touched past their newest `keep`: the ranks come from the
+// (user_id, id) primary key, in one statement for all of them.
+pub(crate) const TRIM_HEAD: &str = "DELETE FROM inbox WHERE (user_id, id) IN (SELECT user_id, id \
+     FROM (SELECT user_id, id, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY id DESC) AS pos \
+     FROM inbox WHERE user_id IN (";
+pub(crate) const TRIM_MIDDLE: &str = ")) ranked WHERE pos > ";
+
+impl Store {
     /// Up to `limit` notifications of `user` with ids above `after` and not below `since`:
     /// the oldest of them with `after`, the newest without; oldest first either way.
     pub async fn inbox_page(

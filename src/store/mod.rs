@@ -7,14 +7,16 @@
 //! A PostgreSQL database is shared by the nodes, each of which may change it: read every time.
 
 mod devices;
-mod inbox;
+pub(crate) mod inbox;
 mod push_queue;
+mod sqlite_writer;
+mod writer;
 
 pub use devices::{app_column, app_from_column, Device, Platform, ProviderKind, Registration};
 pub use inbox::InboxRow;
-pub use push_queue::{
-    Applied, Change, Finished, NewRow, NewSends as NewRows, QueueRow, Write, Written,
-};
+use push_queue::NewSends;
+pub use push_queue::{Applied, Change, Finished, NewRow, NewSends as NewRows, QueueRow};
+pub use writer::{Write, Written};
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -34,6 +36,11 @@ pub enum StoreError {
     /// Registering one more device would pass `devices.max_per_user`.
     #[error("a user may register at most {0} devices")]
     TooManyDevices(usize),
+    /// The writer's batch holding this write failed (each of its writes gets the error).
+    #[error("store: {0}")]
+    Batch(String),
+    #[error("store: the writer stopped")]
+    WriterStopped,
 }
 
 /// A connection pool of either dialect. Queries are written once (`$N` placeholders work in
@@ -45,6 +52,8 @@ pub struct Store {
     devices: Option<Arc<devices::DeviceCache>>,
     /// Most devices one user may register (`devices.max_per_user`).
     max_devices_per_user: usize,
+    /// The writer (`writer`), for every store but its own.
+    writes: Option<writer::Writes>,
 }
 
 #[derive(Clone)]
@@ -64,6 +73,18 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// Whether a `sqlite:` URL names an in-memory database.
+fn in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+/// The file a `sqlite:` URL names.
+fn options_filename(url: &str) -> Result<std::path::PathBuf, StoreError> {
+    Ok(SqliteConnectOptions::from_str(url)?
+        .get_filename()
+        .to_path_buf())
+}
+
 impl Store {
     /// Connects and brings the schema up to date.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
@@ -74,10 +95,10 @@ impl Store {
                 .connect(url)
                 .await?;
             sqlx::migrate!("migrations/postgres").run(&pool).await?;
+            let store = Store::without_writer(Pool::Postgres(pool), None);
             Ok(Store {
-                pool: Pool::Postgres(pool),
-                devices: None,
-                max_devices_per_user: usize::MAX,
+                writes: Some(writer::spawn(store.clone())),
+                ..store
             })
         } else {
             let options = SqliteConnectOptions::from_str(url)?
@@ -98,11 +119,28 @@ impl Store {
                 .connect_with(options)
                 .await?;
             sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+            let store = Store::without_writer(Pool::Sqlite(pool), Some(Arc::default()));
+            // A file gets a writer thread on a connection of its own; an in-memory database
+            // exists only behind the pool's connections, so its writes go through them.
+            let writes = if in_memory(url) {
+                writer::spawn(store.clone())
+            } else {
+                sqlite_writer::spawn(options_filename(url)?.as_path())?
+            };
             Ok(Store {
-                pool: Pool::Sqlite(pool),
-                devices: Some(Arc::default()),
-                max_devices_per_user: usize::MAX,
+                writes: Some(writes),
+                ..store
             })
+        }
+    }
+
+    /// A store that applies its writes itself (the writer's own).
+    fn without_writer(pool: Pool, devices: Option<Arc<devices::DeviceCache>>) -> Store {
+        Store {
+            pool,
+            devices,
+            max_devices_per_user: usize::MAX,
+            writes: None,
         }
     }
 

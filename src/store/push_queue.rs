@@ -4,7 +4,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{on_pool, Store, StoreError};
+use super::inbox::keep_in_inbox;
+use super::{on_pool, InboxRow, Store, StoreError, Write, Written};
 
 /// One send as the queue keeps it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -88,39 +89,18 @@ pub enum Finished {
     Last { accepted: bool },
 }
 
-/// One write to the queue; [`Store::queue_write`] applies many in one transaction.
-#[derive(Debug, Clone)]
-pub enum Write {
-    Put(NewSends),
-    Change(Change),
-    /// Up to `limit` sends due at `now`, held by `claim` until `lease_end`.
-    Claim {
-        claim: String,
-        now: i64,
-        lease_end: i64,
-        limit: usize,
-    },
-}
-
-/// What a [`Write`] did, in kind.
-#[derive(Debug, Clone)]
-pub enum Written {
-    /// The device ids of the sends a put stored now.
-    Stored(Vec<String>),
-    Applied(Applied),
-    Claimed(Vec<QueueRow>),
-}
-
 /// Rows per multi-row statement: at most 13 parameters each, well under SQLite's 32 766.
 const ROWS_PER_STATEMENT: usize = 1000;
-const INSERT_ROWS: &str = "INSERT INTO push_queue (notification_id, device_id, user_id, token, \
+pub(super) const INSERT_ROWS: &str =
+    "INSERT INTO push_queue (notification_id, device_id, user_id, token, \
      platform, provider, app, attempts, due_at, created_at, deadline_at, claim, payload) ";
-const INSERT_ROWS_TAIL: &str = " ON CONFLICT (notification_id, device_id) DO NOTHING \
+pub(super) const INSERT_ROWS_TAIL: &str = " ON CONFLICT (notification_id, device_id) DO NOTHING \
      RETURNING notification_id, device_id";
-const INSERT_BATCHES: &str = "INSERT INTO push_batches (notification_id, remaining, accepted) ";
-const INSERT_BATCHES_TAIL: &str = " ON CONFLICT (notification_id) \
+pub(super) const INSERT_BATCHES: &str =
+    "INSERT INTO push_batches (notification_id, remaining, accepted) ";
+pub(super) const INSERT_BATCHES_TAIL: &str = " ON CONFLICT (notification_id) \
      DO UPDATE SET remaining = push_batches.remaining + excluded.remaining";
-const CLAIM: &str = "UPDATE push_queue SET claim = $1, due_at = $2 \
+pub(super) const CLAIM: &str = "UPDATE push_queue SET claim = $1, due_at = $2 \
      WHERE (notification_id, device_id) IN (SELECT notification_id, device_id FROM push_queue \
      WHERE due_at <= $3 ORDER BY due_at LIMIT $4) \
      RETURNING notification_id, device_id, user_id, token, platform, provider, app, attempts, \
@@ -142,13 +122,14 @@ const RETRY_MANY_TAIL: &str = ") UPDATE push_queue \
      SET due_at = v.due_at, attempts = v.attempts, last_error = v.error, claim = NULL \
      FROM v WHERE push_queue.notification_id = v.id AND push_queue.device_id = v.dev \
      AND push_queue.claim = v.claim RETURNING notification_id, device_id";
-// One change at a time: only for a batch that changes one send twice (see `queue_write`).
-const DELETE: &str =
+// One change at a time: only for a batch that changes one send twice (see `write_batch`).
+pub(super) const DELETE: &str =
     "DELETE FROM push_queue WHERE notification_id = $1 AND device_id = $2 AND claim = $3";
-const COUNT_DOWN: &str = "UPDATE push_batches SET remaining = remaining - 1, \
+pub(super) const COUNT_DOWN: &str = "UPDATE push_batches SET remaining = remaining - 1, \
      accepted = accepted + $2 WHERE notification_id = $1 RETURNING remaining, accepted";
-const DELETE_BATCH: &str = "DELETE FROM push_batches WHERE notification_id = $1";
-const RETRY: &str = "UPDATE push_queue SET due_at = $4, attempts = $5, last_error = $6, \
+pub(super) const DELETE_BATCH: &str = "DELETE FROM push_batches WHERE notification_id = $1";
+pub(super) const RETRY: &str =
+    "UPDATE push_queue SET due_at = $4, attempts = $5, last_error = $6, \
      claim = NULL WHERE notification_id = $1 AND device_id = $2 AND claim = $3";
 const STATS: &str = "SELECT COUNT(*), MIN(created_at) FROM push_queue";
 const PROGRESS: &str = "SELECT attempts, due_at, claim FROM push_queue WHERE notification_id = $1";
@@ -253,14 +234,15 @@ fn count_downs<'a>(
 
 impl Store {
     /// Applies `writes` in one transaction, each statement for many of them (each statement is
-    /// a round trip to the database; for SQLite, to sqlx's worker thread): the puts, then the
-    /// ends and retries, then the claims. One answer per write, in order.
+    /// a round trip to the database; for SQLite, to sqlx's worker thread): the inbox rows, the
+    /// puts, then the ends and retries, then the claims. One answer per write, in order. The
+    /// store's writer (`store::writer`) is its caller.
     ///
     /// A put stores a notification's sends, each due at its `due_at` and, with a `claim`, held
     /// by it until then; a send already queued (or put twice in `writes`) is kept as it first
     /// was, and the answer names the sends stored now. A change to a send no longer held by
     /// its claim changes nothing (`Finished::Lost`, `Retried(false)`).
-    pub async fn queue_write(&self, writes: &[Write]) -> Result<Vec<Written>, StoreError> {
+    pub async fn write_batch(&self, writes: &[Write]) -> Result<Vec<Written>, StoreError> {
         let puts: Vec<&NewSends> = writes
             .iter()
             .filter_map(|w| match w {
@@ -275,9 +257,28 @@ impl Store {
                 _ => None,
             })
             .collect();
+        let kept: Vec<InboxRow> = writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::Keep { rows, .. } => Some(rows.iter().cloned()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let keep = writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::Keep { max_per_user, .. } => Some(*max_per_user),
+                _ => None,
+            })
+            .min()
+            .map_or(i64::MAX, |m| i64::try_from(m).unwrap_or(i64::MAX));
         let ends = Ends::of(&changes);
         let (returned, applied, claimed) = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+
+            // The inbox rows first: a push may carry only the id, which the app looks up there.
+            keep_in_inbox!(tx, &kept, keep);
 
             // The puts: their rows, then one count per notification in push_batches (a row of
             // it may be touched once per statement).
@@ -482,6 +483,7 @@ impl Store {
                     Written::Applied(applied.next().unwrap_or(Applied::Retried(false)))
                 }
                 Write::Claim { .. } => Written::Claimed(claimed.next().unwrap_or_default()),
+                Write::Keep { .. } => Written::Kept,
             })
             .collect())
     }

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::FutureExt;
-use tokio::sync::{mpsc, oneshot};
 
 use super::{
     progress_of, Entry, Finished, NewSends, Progress, PushQueue, QueueError, QueueFuture,
@@ -17,24 +16,15 @@ use crate::store::{
 };
 use crate::time::unix_millis;
 
-/// Most writes one transaction applies. Under load the batches fill up: a larger one costs
-/// the callers in it a longer wait, a smaller one more commits.
-const WRITE_BATCH: usize = 1024;
-
-type Reply = oneshot::Sender<Result<Written, QueueError>>;
-
+/// Every write (puts, ends, retries, claims) goes through the store's one writer
+/// (`store::writer`), which commits them in batches.
 pub struct SqlQueue {
     store: Store,
-    /// Every write (puts, ends, retries, claims) goes through one writer that commits them in
-    /// batches: one commit serves many callers, and no two transactions of this queue wait for
-    /// SQLite's write lock (a wait that SQLite's busy handler sleeps through).
-    writes: mpsc::UnboundedSender<(Write, Reply)>,
 }
 
 impl SqlQueue {
     pub fn new(store: Store) -> SqlQueue {
-        let writes = spawn_writer(store.clone());
-        SqlQueue { store, writes }
+        SqlQueue { store }
     }
 
     /// Hands `write` to the writer; `pick` takes its answer out of the `Written` it gets.
@@ -43,43 +33,13 @@ impl SqlQueue {
         write: Write,
         pick: fn(Written) -> Option<R>,
     ) -> QueueFuture<R> {
-        let (tx, rx) = oneshot::channel();
-        let sent = self.writes.send((write, tx));
+        let written = self.store.write(write);
         async move {
-            sent.map_err(|_| QueueError("push queue writer stopped".into()))?;
-            let written = rx
-                .await
-                .map_err(|_| QueueError("push queue writer stopped".into()))??;
+            let written = written.await.map_err(failed)?;
             pick(written).ok_or_else(|| QueueError("unexpected answer".into()))
         }
         .boxed()
     }
-}
-
-/// The writer task: it takes what waits, up to `WRITE_BATCH` per transaction; alone, a write
-/// is made at once. Each caller gets its own answer, or the batch's error.
-fn spawn_writer(store: Store) -> mpsc::UnboundedSender<(Write, Reply)> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Write, Reply)>();
-    tokio::spawn(async move {
-        let mut batch = Vec::with_capacity(WRITE_BATCH);
-        while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-            let (writes, replies): (Vec<Write>, Vec<Reply>) = batch.drain(..).unzip();
-            match store.queue_write(&writes).await {
-                Ok(written) => {
-                    for (reply, w) in replies.into_iter().zip(written) {
-                        let _ = reply.send(Ok(w));
-                    }
-                }
-                Err(e) => {
-                    let e = failed(e);
-                    for reply in replies {
-                        let _ = reply.send(Err(e.clone()));
-                    }
-                }
-            }
-        }
-    });
-    tx
 }
 
 fn failed(e: impl std::fmt::Display) -> QueueError {

@@ -1,0 +1,103 @@
+//! One writer for the store's database: every write of the push queue (puts, ends, retries,
+//! the sweep's claims) and of the inbox goes through one task that applies whatever waits in
+//! one transaction (`Store::write_batch`).
+//!
+//! - One commit serves many callers, and no two of these transactions wait for SQLite's write
+//!   lock (a wait its busy handler sleeps through).
+//! - Writes are applied in the order they were handed over, and a batch's inbox rows before
+//!   its puts: a notification's inbox row is stored no later than its push sends, so a push
+//!   carrying only the id finds it there, with no wait for the inbox before the put.
+
+use futures::future::{BoxFuture, FutureExt};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Applied, Change, InboxRow, NewSends, QueueRow, Store, StoreError};
+
+/// Most writes one transaction applies. Under load the batches fill up: a larger one costs
+/// the callers in it a longer wait, a smaller one more commits.
+pub(super) const WRITE_BATCH: usize = 1024;
+
+/// One write; [`Store::write`] hands it to the writer.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// New sends of the push queue.
+    Put(NewSends),
+    /// The end or retry of a claimed send.
+    Change(Change),
+    /// Up to `limit` sends due at `now`, held by `claim` until `lease_end`.
+    Claim {
+        claim: String,
+        now: i64,
+        lease_end: i64,
+        limit: usize,
+    },
+    /// Inbox rows, then each user touched trimmed to its newest `max_per_user`. With no rows,
+    /// answered once everything handed over before it is written.
+    Keep {
+        rows: Vec<InboxRow>,
+        max_per_user: usize,
+    },
+}
+
+/// What a [`Write`] did, in kind.
+#[derive(Debug, Clone)]
+pub enum Written {
+    /// The device ids of the sends a put stored now.
+    Stored(Vec<String>),
+    Applied(Applied),
+    Claimed(Vec<QueueRow>),
+    Kept,
+}
+
+pub(super) type Reply = oneshot::Sender<Result<Written, StoreError>>;
+
+pub(super) type Writes = mpsc::UnboundedSender<(Write, Reply)>;
+
+/// Starts the writer of `store` as a task (a store without a writer of its own: it applies
+/// each batch with sqlx). A SQLite file has a writer thread instead (`sqlite_writer`).
+pub(super) fn spawn(store: Store) -> Writes {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Write, Reply)>();
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+            let (writes, replies): (Vec<Write>, Vec<Reply>) = batch.drain(..).unzip();
+            match store.write_batch(&writes).await {
+                Ok(written) => {
+                    for (reply, w) in replies.into_iter().zip(written) {
+                        let _ = reply.send(Ok(w));
+                    }
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    for reply in replies {
+                        let _ = reply.send(Err(StoreError::Batch(e.clone())));
+                    }
+                }
+            }
+        }
+    });
+    tx
+}
+
+impl Store {
+    /// Hands `write` to the writer now (the order of calls is the order of writes); the
+    /// future resolves to its answer, or to its batch's error. Dropping it does not cancel
+    /// the write.
+    pub fn write(&self, write: Write) -> BoxFuture<'static, Result<Written, StoreError>> {
+        let Some(writes) = &self.writes else {
+            let store = self.clone();
+            return async move {
+                let mut written = store.write_batch(std::slice::from_ref(&write)).await?;
+                written.pop().ok_or(StoreError::WriterStopped)
+            }
+            .boxed();
+        };
+        let (tx, rx) = oneshot::channel();
+        let sent = writes.send((write, tx));
+        async move {
+            sent.map_err(|_| StoreError::WriterStopped)?;
+            rx.await.map_err(|_| StoreError::WriterStopped)?
+        }
+        .boxed()
+    }
+}
