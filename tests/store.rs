@@ -1,11 +1,17 @@
 //! The device registry behaves the same on both dialects: SQLite (the embedded default) and
-//! PostgreSQL (a fresh database for the test), also when registrations race each other.
+//! PostgreSQL (a fresh database for the test), also when registrations race each other; so
+//! does the store's writer (inbox rows and push queue sends), which takes a different road on
+//! a SQLite file (a thread with its own connection) than on PostgreSQL or an in-memory SQLite
+//! database (sqlx's pool).
 
 mod common;
 
 use common::services::TestDb;
 use switchboard::ids::AppId;
-use switchboard::store::{Platform, ProviderKind, Registration, Store, StoreError};
+use switchboard::store::{
+    Applied, Change, Finished, InboxRow, NewRow, NewRows, Platform, ProviderKind, Registration,
+    Store, StoreError, Write, Written,
+};
 
 fn fcm(token: impl Into<String>, platform: Platform) -> Registration {
     Registration {
@@ -135,6 +141,132 @@ async fn concurrent_registrations_stop_at_the_cap(s: &Store) {
     s.upsert_device("racer", known, &fcm("t-new", Platform::Web))
         .await
         .unwrap();
+}
+
+fn keep(user: &str, ids: &[&str]) -> Write {
+    Write::Keep {
+        rows: ids
+            .iter()
+            .map(|id| InboxRow {
+                user_id: user.into(),
+                id: (*id).into(),
+                payload: format!("{{\"id\":\"{id}\"}}"),
+            })
+            .collect(),
+        max_per_user: 3,
+    }
+}
+
+fn put(id: &str, devices: &[&str], claim: Option<&str>) -> Write {
+    Write::Put(NewRows {
+        id: id.into(),
+        payload: "{}".into(),
+        rows: devices
+            .iter()
+            .map(|d| NewRow {
+                device_id: (*d).into(),
+                user_id: "u".into(),
+                token: format!("tok-{d}"),
+                platform: "android".into(),
+                provider: "fcm".into(),
+                app: String::new(),
+            })
+            .collect(),
+        claim: claim.map(Into::into),
+        due_at: 0,
+        created_at: 0,
+        deadline_at: i64::MAX,
+    })
+}
+
+fn finish(id: &str, device: &str, claim: &str) -> Write {
+    Write::Change(Change::Finish {
+        id: id.into(),
+        device_id: device.into(),
+        claim: claim.into(),
+        accepted: true,
+    })
+}
+
+async fn write(s: &Store, w: Write) -> Written {
+    s.write(w).await.unwrap()
+}
+
+/// Inbox rows kept to the bound, sends stored once, claimed, and ended exactly once.
+async fn the_writer_keeps_rows_and_sends_in_call_order(s: &Store) {
+    let (a, b) = (keep("ann", &["01", "02"]), keep("ann", &["03", "04", "05"]));
+    let (a, b) = tokio::join!(s.write(a), s.write(b));
+    assert!(matches!(
+        (a.unwrap(), b.unwrap()),
+        (Written::Kept, Written::Kept)
+    ));
+    let page = s.inbox_page("ann", None, "", 10).await.unwrap();
+    let ids: Vec<&str> = page.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["03", "04", "05"], "the newest 3 kept, oldest first");
+
+    let Written::Stored(first) = write(s, put("n1", &["d1", "d2"], Some("c1"))).await else {
+        panic!("a put answers Stored");
+    };
+    assert_eq!(first, ["d1", "d2"]);
+    let Written::Stored(again) = write(s, put("n1", &["d1"], None)).await else {
+        panic!("a put answers Stored");
+    };
+    assert!(again.is_empty(), "a send already queued is kept as it was");
+
+    // Held by c1 until due_at 0 (past): a sweep may claim them.
+    let Written::Claimed(rows) = write(
+        s,
+        Write::Claim {
+            claim: "c2".into(),
+            now: 1,
+            lease_end: 1_000,
+            limit: 10,
+        },
+    )
+    .await
+    else {
+        panic!("a claim answers Claimed");
+    };
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].token, format!("tok-{}", rows[0].device_id));
+
+    let ends = tokio::join!(
+        s.write(finish("n1", "d1", "c1")),
+        s.write(finish("n1", "d1", "c2")),
+        s.write(finish("n1", "d2", "c2")),
+    );
+    let ends: Vec<Written> = [ends.0, ends.1, ends.2].map(Result::unwrap).into();
+    assert!(
+        matches!(
+            ends.as_slice(),
+            [
+                Written::Applied(Applied::Finished(Finished::Lost)),
+                Written::Applied(Applied::Finished(Finished::Done)),
+                Written::Applied(Applied::Finished(Finished::Last { accepted: true })),
+            ]
+        ),
+        "{ends:?}"
+    );
+    assert_eq!(s.queue_stats().await.unwrap().0, 0);
+}
+
+#[tokio::test]
+async fn the_store_writer_on_a_sqlite_file_and_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = Store::connect(&format!("sqlite://{}/w.db?mode=rwc", dir.path().display()))
+        .await
+        .unwrap();
+    the_writer_keeps_rows_and_sends_in_call_order(&file).await;
+    let memory = Store::connect("sqlite::memory:").await.unwrap();
+    the_writer_keeps_rows_and_sends_in_call_order(&memory).await;
+}
+
+#[tokio::test]
+async fn the_store_writer_on_postgres() {
+    let db = TestDb::create().await;
+    let s = Store::connect(&db.url).await.unwrap();
+    the_writer_keeps_rows_and_sends_in_call_order(&s).await;
+    s.close().await;
 }
 
 #[tokio::test]
