@@ -10,7 +10,10 @@ use crate::config::Config;
 use crate::notification::Notification;
 
 /// A provider's HTTP answer as its classifier reads it: the status, its `Retry-After`, and the
-/// body of a refusal (a success's body is not read).
+/// body (read to its end whatever the status: an HTTP/2 response dropped before its end is
+/// reset, and when the rest of it arrives on the reset stream, h2 counts a reset of its own;
+/// past 1 024 of those on one connection it closes the connection, failing every send in
+/// flight on it, some of which the provider had already taken and which a retry sends again).
 pub async fn read_answer(
     resp: reqwest::Response,
 ) -> (http::StatusCode, Option<Duration>, bytes::Bytes) {
@@ -20,11 +23,7 @@ pub async fn read_answer(
         .get(http::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
-    let body = if status.is_success() {
-        bytes::Bytes::new()
-    } else {
-        resp.bytes().await.unwrap_or_default()
-    };
+    let body = resp.bytes().await.unwrap_or_default();
     (status, retry_after, body)
 }
 
