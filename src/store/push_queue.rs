@@ -211,6 +211,17 @@ fn finished(
     out
 }
 
+/// How removing one send ended, from what its batch's count-down returned (remaining,
+/// accepted), if the batch had a row.
+pub(super) fn finished_one(left: Option<(i64, i64)>, accepted: bool) -> Finished {
+    match left {
+        Some((remaining, _)) if remaining > 0 => Finished::Done,
+        Some((_, n)) => Finished::Last { accepted: n > 0 },
+        // No batch row (it cannot be told how many remain): each ends it, as one would.
+        None => Finished::Last { accepted },
+    }
+}
+
 /// Sends removed and their notifications' acceptances, by notification, in first-seen order.
 fn count_downs<'a>(
     finishes: &[(&'a str, &str, &str, bool)],
@@ -410,11 +421,7 @@ impl Store {
                                     .bind(i64::from(*accepted))
                                     .fetch_optional(&mut *tx)
                                     .await?;
-                                let finished = match left {
-                                    Some((remaining, _)) if remaining > 0 => Finished::Done,
-                                    Some((_, n)) => Finished::Last { accepted: n > 0 },
-                                    None => Finished::Last { accepted: *accepted },
-                                };
+                                let finished = finished_one(left, *accepted);
                                 if matches!(finished, Finished::Last { .. }) {
                                     sqlx::query(DELETE_BATCH).bind(id).execute(&mut *tx).await?;
                                 }

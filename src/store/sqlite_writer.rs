@@ -20,8 +20,8 @@ use tokio::sync::mpsc;
 
 use super::inbox::{INSERT as INBOX_INSERT, INSERT_TAIL as INBOX_INSERT_TAIL};
 use super::push_queue::{
-    CLAIM, COUNT_DOWN, DELETE, DELETE_BATCH, INSERT_BATCHES, INSERT_BATCHES_TAIL, INSERT_ROWS,
-    RETRY,
+    finished_one, CLAIM, COUNT_DOWN, DELETE, DELETE_BATCH, INSERT_BATCHES, INSERT_BATCHES_TAIL,
+    INSERT_ROWS, RETRY,
 };
 use super::writer::{Reply, Writes, WRITE_BATCH};
 use super::{Applied, Change, Finished, QueueRow, StoreError, Write, Written};
@@ -187,13 +187,7 @@ fn apply(conn: &mut Connection, sql: &Sql, writes: &[Write]) -> rusqlite::Result
                             Ok((r.get(0)?, r.get(1)?))
                         })
                         .optional()?;
-                    let finished = match left {
-                        Some((remaining, _)) if remaining > 0 => Finished::Done,
-                        Some((_, n)) => Finished::Last { accepted: n > 0 },
-                        None => Finished::Last {
-                            accepted: *accepted,
-                        },
-                    };
+                    let finished = finished_one(left, *accepted);
                     if matches!(finished, Finished::Last { .. }) {
                         tx.prepare_cached(&sql.delete_batch)?.execute(params![id])?;
                     }
