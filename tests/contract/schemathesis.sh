@@ -74,6 +74,11 @@ export SWITCHBOARD__AUTH__OPERATOR_KEYS="[$OPERATOR_KEY]"
 export SWITCHBOARD__STORE__URL="sqlite://$WORK/switchboard.db?mode=rwc"
 export SWITCHBOARD__FCM__SERVICE_ACCOUNT=$WORK/key.json
 export SWITCHBOARD__FCM__ENDPOINT=$MOCK_URL
+# Web Push on, so that GET /v1/webpush/vapid_public_key answers its key (its 200 is checked
+# against the document too, not only its not_configured 404).
+openssl ecparam -name prime256v1 -genkey -noout -out "$WORK/vapid.pem"
+export SWITCHBOARD__WEBPUSH__VAPID_PRIVATE_KEY=$WORK/vapid.pem
+export SWITCHBOARD__WEBPUSH__SUBJECT=mailto:contract@example.com
 # The per-node limits are raised far above what schemathesis sends: what is checked here is
 # the API's shape, and a refusal that depends on how fast the run goes (429 past a rate, 409
 # past devices.max_per_user as it registers random devices) would hide the answers behind it.
