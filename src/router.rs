@@ -126,11 +126,13 @@ impl NotificationRouter {
         };
         let receivers = published.map_err(|e| self.refused(&n, e))?;
         // Accepted from here on (a refusal below is the push queue's, after this point).
-        let stored = self.inbox.append(&n);
         let route = if receivers > 0 {
-            // The stream carries the content: the inbox copy is written without waiting.
+            // The stream carries the content: the inbox copy is written without waiting, and
+            // may wait a little for others to share its transaction.
+            self.inbox.keep(&n);
             Route::Sse
         } else {
+            let stored = self.inbox.append(&n);
             // A push may carry only the id, which the app looks up in the inbox: it is
             // sent once the inbox holds it. When the inbox shares the push queue's writer, its
             // row is written no later than the sends are stored (it was handed over first);

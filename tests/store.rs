@@ -10,7 +10,7 @@ use common::services::TestDb;
 use switchboard::ids::AppId;
 use switchboard::store::{
     Applied, Change, Finished, InboxRow, NewRow, NewRows, Platform, ProviderKind, Registration,
-    Store, StoreError, Write, Written,
+    Store, StoreError, Write, Written, LAZY_WRITE_DELAY,
 };
 
 fn fcm(token: impl Into<String>, platform: Platform) -> Registration {
@@ -144,6 +144,10 @@ async fn concurrent_registrations_stop_at_the_cap(s: &Store) {
 }
 
 fn keep(user: &str, ids: &[&str]) -> Write {
+    keep_lazily(user, ids, false)
+}
+
+fn keep_lazily(user: &str, ids: &[&str], lazy: bool) -> Write {
     Write::Keep {
         rows: ids
             .iter()
@@ -154,6 +158,7 @@ fn keep(user: &str, ids: &[&str]) -> Write {
             })
             .collect(),
         max_per_user: 3,
+        lazy,
     }
 }
 
@@ -248,6 +253,22 @@ async fn the_writer_keeps_rows_and_sends_in_call_order(s: &Store) {
         "{ends:?}"
     );
     assert_eq!(s.queue_stats().await.unwrap().0, 0);
+
+    // A lazy write is stored; one that somebody waits for, handed over after it, does not
+    // wait for the lazy one's company.
+    let lazy = s.write(keep_lazily("bob", &["01"], true));
+    // Long enough for the writer to be holding the lazy row back when the put comes.
+    tokio::time::sleep(LAZY_WRITE_DELAY / 5).await;
+    let started = std::time::Instant::now();
+    write(s, put("n2", &["d1"], None)).await;
+    // Held back, it would wait out the rest of the delay (four fifths of it).
+    assert!(
+        started.elapsed() < LAZY_WRITE_DELAY / 2,
+        "a put behind a lazy inbox row waited {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(lazy.await.unwrap(), Written::Kept));
+    assert_eq!(s.inbox_page("bob", None, "", 10).await.unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -56,8 +56,9 @@ pub type InboxFuture<T> = BoxFuture<'static, Result<T, InboxError>>;
 /// Where the inbox is kept.
 pub trait InboxEngine: Send + Sync {
     /// Stores `rows` and trims each user touched to `max_per_user` and to ids not below
-    /// `since`; other nodes learn of the new heads.
-    fn append(&self, rows: Vec<InboxRow>, since: String) -> InboxFuture<()>;
+    /// `since`; other nodes learn of the new heads. `lazy`: nobody waits for it, so the engine
+    /// may hold it back a little to store it with others.
+    fn append(&self, rows: Vec<InboxRow>, since: String, lazy: bool) -> InboxFuture<()>;
     /// `(id, JSON)` of up to `limit` notifications of `user` not below `since`: after `after`,
     /// the oldest; without, the newest. Oldest first.
     fn page(
@@ -230,7 +231,7 @@ fn spawn_writer(
                 .collect();
             let count = rows.len();
             let stored = rows.is_empty()
-                || match engine.append(rows, since(retention_ms)).await {
+                || match engine.append(rows, since(retention_ms), false).await {
                     Ok(()) => true,
                     Err(e) => {
                         tracing::warn!(error = %e, notifications = count, "inbox: a batch was not stored");
@@ -256,6 +257,14 @@ fn spawn_writer(
     tx
 }
 
+fn row_of(n: &SharedNotification) -> InboxRow {
+    InboxRow {
+        user_id: n.user_id.clone(),
+        id: n.id.clone(),
+        payload: n.event_json(),
+    }
+}
+
 /// The smallest id still within retention: the UUIDv7 prefix of the time `retention_ms` ago.
 fn since(retention_ms: u64) -> String {
     let ms = unix_millis().saturating_sub(retention_ms);
@@ -269,14 +278,20 @@ impl Inbox {
     /// Queues `n` for its user's inbox; the returned future says when it is stored (dropping
     /// it does not cancel the write).
     pub fn append(&self, n: &SharedNotification) -> Stored {
+        self.append_row(row_of(n), false)
+    }
+
+    /// Queues `n` for its user's inbox when nobody waits for it (its content went out over a
+    /// stream): the store's writer may hold it back for up to `store::LAZY_WRITE_DELAY` to
+    /// share a transaction with others.
+    pub fn keep(&self, n: &SharedNotification) {
+        drop(self.append_row(row_of(n), true));
+    }
+
+    fn append_row(&self, row: InboxRow, lazy: bool) -> Stored {
         use futures::FutureExt;
-        let row = InboxRow {
-            user_id: n.user_id.clone(),
-            id: n.id.clone(),
-            payload: n.event_json(),
-        };
         let Some(writes) = &self.writes else {
-            return self.append_shared(row);
+            return self.append_shared(row, lazy);
         };
         let (tx, rx) = oneshot::channel();
         match writes.try_send(Write::Append(row, Some(tx))) {
@@ -290,10 +305,12 @@ impl Inbox {
 
     /// An append through the engine's own writer, handed over now; a task of its own waits for
     /// it (the caller may drop the future) and then advances the user's head.
-    fn append_shared(&self, row: InboxRow) -> Stored {
+    fn append_shared(&self, row: InboxRow, lazy: bool) -> Stored {
         use futures::FutureExt;
         let (user, id) = (row.user_id.clone(), row.id.clone());
-        let written = self.engine.append(vec![row], since(self.retention_ms));
+        let written = self
+            .engine
+            .append(vec![row], since(self.retention_ms), lazy);
         let (versions, appends) = (self.versions.clone(), self.appends.clone());
         tokio::spawn(async move {
             let stored = match written.await {
@@ -329,7 +346,7 @@ impl Inbox {
             // An empty append is answered after everything handed over before it.
             let _ = self
                 .engine
-                .append(Vec::new(), since(self.retention_ms))
+                .append(Vec::new(), since(self.retention_ms), false)
                 .await;
             return;
         };

@@ -127,7 +127,7 @@ async fn listen(client: Client, channel: String, versions: Arc<Versions>) {
 }
 
 impl InboxEngine for RedisInbox {
-    fn append(&self, rows: Vec<InboxRow>, since: String) -> InboxFuture<()> {
+    fn append(&self, rows: Vec<InboxRow>, since: String, _lazy: bool) -> InboxFuture<()> {
         let client = self.client.clone();
         let mut by_user: Vec<(String, Vec<String>)> = Vec::new();
         let mut announce = String::new();

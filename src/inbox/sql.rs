@@ -27,11 +27,12 @@ fn failed(e: impl std::fmt::Display) -> InboxError {
 }
 
 impl InboxEngine for SqlInbox {
-    fn append(&self, rows: Vec<InboxRow>, _since: String) -> InboxFuture<()> {
+    fn append(&self, rows: Vec<InboxRow>, _since: String, lazy: bool) -> InboxFuture<()> {
         // Retention is the expiry sweep's job here; reads filter by it meanwhile.
         let written = self.store.write(Write::Keep {
             rows,
             max_per_user: self.max_per_user,
+            lazy,
         });
         async move { written.await.map(|_| ()).map_err(failed) }.boxed()
     }

@@ -16,7 +16,7 @@ pub use devices::{app_column, app_from_column, Device, Platform, ProviderKind, R
 pub use inbox::InboxRow;
 use push_queue::NewSends;
 pub use push_queue::{Applied, Change, Finished, NewRow, NewSends as NewRows, QueueRow};
-pub use writer::{Write, Written};
+pub use writer::{Write, Written, LAZY_WRITE_DELAY};
 
 use std::str::FromStr;
 use std::sync::Arc;

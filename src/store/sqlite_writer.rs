@@ -13,17 +13,17 @@
 //! commit is in the WAL before any of its callers hears of it).
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use tokio::sync::mpsc;
 
 use super::inbox::{INSERT as INBOX_INSERT, INSERT_TAIL as INBOX_INSERT_TAIL};
 use super::push_queue::{
     finished_one, CLAIM, COUNT_DOWN, DELETE, DELETE_BATCH, INSERT_BATCHES, INSERT_BATCHES_TAIL,
     INSERT_ROWS, RETRY,
 };
-use super::writer::{Reply, Writes, WRITE_BATCH};
+use super::writer::{all_lazy, Reply, Writes, LAZY_WRITE_DELAY, WRITE_BATCH};
 use super::{Applied, Change, Finished, QueueRow, StoreError, Write, Written};
 
 /// The statements, in SQLite's own numbered-parameter form (`?N`).
@@ -72,12 +72,12 @@ pub(super) fn spawn(path: &Path) -> Result<Writes, StoreError> {
     conn.pragma_update(None, "synchronous", "normal")
         .map_err(failed)?;
     conn.set_prepared_statement_cache_capacity(32);
-    let (tx, rx) = mpsc::unbounded_channel::<(Write, Reply)>();
+    let (tx, rx) = mpsc::channel::<(Write, Reply)>();
     std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || run(conn, rx))
         .map_err(|e| StoreError::Batch(format!("cannot start the store writer: {e}")))?;
-    Ok(tx)
+    Ok(Writes::Thread(tx))
 }
 
 fn failed(e: rusqlite::Error) -> StoreError {
@@ -85,12 +85,13 @@ fn failed(e: rusqlite::Error) -> StoreError {
 }
 
 /// Takes what waits (up to `WRITE_BATCH`), applies it in one transaction, answers each
-/// caller; until every sender is gone.
-fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<(Write, Reply)>) {
+/// caller; until every sender is gone. A batch of lazy writes only waits up to
+/// `LAZY_WRITE_DELAY` for more, and no longer than the first write someone waits for.
+fn run(mut conn: Connection, rx: Receiver<(Write, Reply)>) {
     let sql = Sql::new();
     let mut writes = Vec::with_capacity(WRITE_BATCH);
     let mut replies = Vec::with_capacity(WRITE_BATCH);
-    while let Some((write, reply)) = rx.blocking_recv() {
+    while let Ok((write, reply)) = rx.recv() {
         writes.push(write);
         replies.push(reply);
         while writes.len() < WRITE_BATCH {
@@ -99,6 +100,23 @@ fn run(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<(Write, Reply)>) {
             };
             writes.push(write);
             replies.push(reply);
+        }
+        if all_lazy(&writes) {
+            let until = Instant::now() + LAZY_WRITE_DELAY;
+            while writes.len() < WRITE_BATCH {
+                let left = until.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok((write, reply)) => {
+                        let lazy = all_lazy(std::slice::from_ref(&write));
+                        writes.push(write);
+                        replies.push(reply);
+                        if !lazy {
+                            break;
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                }
+            }
         }
         match apply(&mut conn, &sql, &writes) {
             Ok(written) => {
@@ -125,7 +143,9 @@ fn apply(conn: &mut Connection, sql: &Sql, writes: &[Write]) -> rusqlite::Result
     let mut out = Vec::with_capacity(writes.len());
     for w in writes {
         out.push(match w {
-            Write::Keep { rows, max_per_user } => {
+            Write::Keep {
+                rows, max_per_user, ..
+            } => {
                 let mut insert = tx.prepare_cached(&sql.inbox_insert)?;
                 for r in rows {
                     insert.execute(params![r.user_id, r.id, r.payload])?;

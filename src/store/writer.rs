@@ -32,11 +32,30 @@ pub enum Write {
         limit: usize,
     },
     /// Inbox rows, then each user touched trimmed to its newest `max_per_user`. With no rows,
-    /// answered once everything handed over before it is written.
+    /// answered once everything handed over before it is written. `lazy`: nobody waits for
+    /// it, so the writer may hold it back for up to [`LAZY_WRITE_DELAY`] to share a
+    /// transaction with others.
     Keep {
         rows: Vec<InboxRow>,
         max_per_user: usize,
+        lazy: bool,
     },
+}
+
+/// The longest a lazy write waits for company, when nothing else is to be written: at a low
+/// rate of lazy writes (inbox copies of notifications that went out over a stream), a
+/// transaction each would cost far more than the rows in it.
+pub const LAZY_WRITE_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl Write {
+    fn is_lazy(&self) -> bool {
+        matches!(self, Write::Keep { lazy: true, .. })
+    }
+}
+
+/// Whether every write of `batch` may wait for company.
+pub(super) fn all_lazy(batch: &[Write]) -> bool {
+    batch.iter().all(Write::is_lazy)
 }
 
 /// What a [`Write`] did, in kind.
@@ -51,7 +70,21 @@ pub enum Written {
 
 pub(super) type Reply = oneshot::Sender<Result<Written, StoreError>>;
 
-pub(super) type Writes = mpsc::UnboundedSender<(Write, Reply)>;
+/// Where writes are handed over: the writer task's channel, or the writer thread's.
+#[derive(Clone)]
+pub(super) enum Writes {
+    Task(mpsc::UnboundedSender<(Write, Reply)>),
+    Thread(std::sync::mpsc::Sender<(Write, Reply)>),
+}
+
+impl Writes {
+    fn send(&self, write: Write, reply: Reply) -> Result<(), ()> {
+        match self {
+            Writes::Task(tx) => tx.send((write, reply)).map_err(|_| ()),
+            Writes::Thread(tx) => tx.send((write, reply)).map_err(|_| ()),
+        }
+    }
+}
 
 /// Starts the writer of `store` as a task (a store without a writer of its own: it applies
 /// each batch with sqlx). A SQLite file has a writer thread instead (`sqlite_writer`).
@@ -76,7 +109,7 @@ pub(super) fn spawn(store: Store) -> Writes {
             }
         }
     });
-    tx
+    Writes::Task(tx)
 }
 
 impl Store {
@@ -93,7 +126,7 @@ impl Store {
             .boxed();
         };
         let (tx, rx) = oneshot::channel();
-        let sent = writes.send((write, tx));
+        let sent = writes.send(write, tx);
         async move {
             sent.map_err(|_| StoreError::WriterStopped)?;
             rx.await.map_err(|_| StoreError::WriterStopped)?
