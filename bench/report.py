@@ -161,6 +161,14 @@ def rows(raw):
         push, None, "", None, 2)
     add("W7.push_over_poll_cpu", "W7 poll vs push", "push CPU ÷ polling CPU",
         (push / poll) if poll and push else None, None, "", None, 3)
+    quiet = g("w7-quiet-switchboard", "server_cpu_secs_per_min")
+    add("W7.quiet_cpu", "W7 poll vs push",
+        "server CPU-s/min, the same notifications with no client (the producer's side, in both figures above)",
+        quiet, None, "", None, 2)
+    add("W7.delivery_ratio", "W7 poll vs push",
+        "push ÷ polling, the producer's side taken out: (push − no client) ÷ (polling − no client)",
+        ((push - quiet) / (poll - quiet)) if poll and push and quiet is not None and poll > quiet else None,
+        None, "", None, 3)
     poll_lat = g("w7-poll-switchboard", "latency_us")
     push_lat = g("w7-push-switchboard", "latency_us")
     add("W7.poll_latency_ms", "W7 poll vs push", "polling latency (notify → the poll that saw it) p50 / p99.9 / max, ms",

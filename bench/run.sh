@@ -444,6 +444,11 @@ w7() { # polling the inbox vs push: 10K users, one notification each per minute 
     lg w7-push-switchboard w7 "${SB[@]}" --how push --users "$W7_CLIENTS" \
         --duration "$W7_DURATION" --connections "$CONNECTIONS" --server-pid "$SB_PID"
     stop_servers
+    # The producer's side alone (notifies and their inbox writes, in both figures above).
+    start_switchboard sb-w7-quiet "$SB_PORT"
+    lg w7-quiet-switchboard w7 "${SB[@]}" --how quiet --users "$W7_CLIENTS" \
+        --duration "$W7_DURATION" --connections "$CONNECTIONS" --server-pid "$SB_PID"
+    stop_servers
     start_fcm_mock sb
     start_switchboard sb-w7-mixed "$SB_PORT" SWITCHBOARD__FCM__SERVICE_ACCOUNT="$RUN/fcm-key.json" \
         SWITCHBOARD__FCM__ENDPOINT="$MOCK_URL"

@@ -187,6 +187,9 @@ pub enum W7How {
     Push,
     /// `--online` of the users on streams, every user with one device (FCM to fcm-mock).
     Mixed,
+    /// No client at all: the same notifications, to measure the producer's side alone (the
+    /// notify requests and their inbox writes), which the other ways include.
+    Quiet,
 }
 
 #[derive(Args)]

@@ -2,7 +2,8 @@
 //! random moment of it (a fresh random order of the users every minute). `--how poll`: every
 //! user polls its inbox every interval with `If-None-Match`; `--how push`: every user holds a
 //! stream; `--how mixed`: `--online` of the users hold a stream and every user has one device,
-//! and fcm-mock counts the sends that push-everything would make once per notification.
+//! and fcm-mock counts the sends that push-everything would make once per notification;
+//! `--how quiet`: no client, the producer's side alone.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -129,6 +130,7 @@ pub async fn w7(args: W7Args) -> anyhow::Result<()> {
         W7How::Push => {
             streams = Some(setup.open_streams(recorder.clone(), None).await?.0);
         }
+        W7How::Quiet => {}
         W7How::Mixed => {
             let Some(mock) = &mock else {
                 anyhow::bail!("--how mixed needs --mock-url");
