@@ -19,6 +19,15 @@ use crate::push::{Overloaded, Sender, SubmitError};
 use crate::store::{Store, StoreError};
 use crate::streams::{Fallback, FallbackReason};
 
+/// Whether a routing to push still has to write the notification's inbox copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InboxCopy {
+    /// The notify's own routing: eagerly when a push will be sent, lazily when none will.
+    Write,
+    /// A fallback: the notify's routing to a stream wrote it.
+    Written,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
     #[error(transparent)]
@@ -132,29 +141,11 @@ impl NotificationRouter {
             self.inbox.keep(&n);
             Route::Sse
         } else {
-            let stored = self.inbox.append(&n);
-            // A push may carry only the id, which the app looks up in the inbox: it is
-            // sent once the inbox holds it. When the inbox shares the push queue's writer, its
-            // row is written no later than the sends are stored (it was handed over first);
-            // otherwise the push waits for it. Nobody else can hold the token yet: its
-            // deadline is ack_timeout away.
-            let (taken, stored) = if self.inbox.stored_before_push() {
-                (self.ledger.take(&n.id).await, stored)
-            } else {
-                let (taken, stored) = futures::join!(self.ledger.take(&n.id), stored);
-                (
-                    taken,
-                    futures::FutureExt::boxed(futures::future::ready(stored)),
-                )
-            };
-            if let Err(e) = taken {
+            // Nobody else can hold the token yet: its deadline is ack_timeout away.
+            if let Err(e) = self.ledger.take(&n.id).await {
                 return Err(self.refused(&n, e));
             }
-            let (offline, stored) = futures::join!(self.offline(&n, true), stored);
-            if !stored && offline.is_ok() {
-                tracing::warn!(notification_id = %n.id, "pushing a notification the inbox could not store");
-            }
-            match offline {
+            match self.offline(&n, true, InboxCopy::Write).await {
                 Ok(route) => route,
                 Err(e) => {
                     self.ledger.forget(&n.id);
@@ -180,10 +171,12 @@ impl NotificationRouter {
     /// queue. `refuse_when_full` is for the producer's own request (answer 503, nothing sent,
     /// when the queue is over `push.queue_max`); an already accepted notification is stored
     /// whatever the queue's depth. With no device, the notification is settled as `expired`.
+    /// `copy`: whether its inbox copy is still to be written (the notify's own routing).
     async fn offline(
         &self,
         n: &SharedNotification,
         refuse_when_full: bool,
+        copy: InboxCopy,
     ) -> Result<Route, RouteError> {
         let devices = if self.push.enabled() {
             match self.store.devices_for_user(&n.user_id).await {
@@ -200,11 +193,36 @@ impl NotificationRouter {
             Vec::new()
         };
         if devices.is_empty() {
+            if copy == InboxCopy::Write {
+                // No push will carry its id: nobody waits for this copy.
+                self.inbox.keep(n);
+            }
             self.ledger.set_status(&n.id, Status::Expired);
             self.ledger.release(&n.id);
             return Ok(Route::None);
         }
-        if let Err(e) = self.push.submit(n, devices, refuse_when_full).await {
+        let submitted = match copy {
+            InboxCopy::Written => self.push.submit(n, devices, refuse_when_full).await,
+            InboxCopy::Write => {
+                // A push may carry only the id, which the app looks up in the inbox: it is
+                // sent once the inbox holds it. When the inbox shares the push queue's
+                // writer, its row is written no later than the sends are stored (it is
+                // handed over first); otherwise the push waits for it.
+                let stored = self.inbox.append(n);
+                let stored = if self.inbox.stored_before_push() {
+                    stored
+                } else {
+                    futures::FutureExt::boxed(futures::future::ready(stored.await))
+                };
+                let (submitted, stored) =
+                    futures::join!(self.push.submit(n, devices, refuse_when_full), stored);
+                if !stored && submitted.is_ok() {
+                    tracing::warn!(notification_id = %n.id, "pushing a notification the inbox could not store");
+                }
+                submitted
+            }
+        };
+        if let Err(e) = submitted {
             if matches!(e, SubmitError::Overloaded(_)) {
                 self.metrics.overloaded.inc();
             }
@@ -264,7 +282,7 @@ impl NotificationRouter {
             return;
         }
         tracing::debug!(notification_id = %n.id, reason = reason.as_str(), "falling back to FCM");
-        if let Err(e) = self.offline(&n, false).await {
+        if let Err(e) = self.offline(&n, false, InboxCopy::Written).await {
             tracing::error!(notification_id = %n.id, error = %e, "fallback failed");
         }
     }
@@ -297,7 +315,7 @@ impl NotificationRouter {
                         Some((status, n)) if !status.is_final() => {
                             self.metrics.ack_timeouts.inc();
                             tracing::debug!(notification_id = %n.id, status = status.as_str(), "ack timeout: sending to FCM");
-                            if let Err(e) = self.offline(&n, false).await {
+                            if let Err(e) = self.offline(&n, false, InboxCopy::Written).await {
                                 // Left claimed: the lease runs out and a sweep retries it.
                                 tracing::error!(notification_id = %n.id, error = %e, "ack-timeout fallback failed");
                             }
