@@ -53,12 +53,21 @@ pub struct InboxError(pub String);
 
 pub type InboxFuture<T> = BoxFuture<'static, Result<T, InboxError>>;
 
+/// Told how an append ended, by whoever wrote it; it must be quick.
+pub type Kept = Box<dyn FnOnce(Result<(), InboxError>) + Send>;
+
 /// Where the inbox is kept.
 pub trait InboxEngine: Send + Sync {
     /// Stores `rows` and trims each user touched to `max_per_user` and to ids not below
     /// `since`; other nodes learn of the new heads. `lazy`: nobody waits for it, so the engine
     /// may hold it back a little to store it with others.
     fn append(&self, rows: Vec<InboxRow>, since: String, lazy: bool) -> InboxFuture<()>;
+    /// A lazy [`append`](Self::append) nobody awaits: `then` hears how it ended. An engine
+    /// whose writer runs `then` itself spares each of these a task and its wake-up.
+    fn keep(&self, rows: Vec<InboxRow>, since: String, then: Kept) {
+        let written = self.append(rows, since, true);
+        tokio::spawn(async move { then(written.await) });
+    }
     /// `(id, JSON)` of up to `limit` notifications of `user` not below `since`: after `after`,
     /// the oldest; without, the newest. Oldest first.
     fn page(
@@ -285,7 +294,19 @@ impl Inbox {
     /// stream): the store's writer may hold it back for up to `store::LAZY_WRITE_DELAY` to
     /// share a transaction with others.
     pub fn keep(&self, n: &SharedNotification) {
-        drop(self.append_row(row_of(n), true));
+        let row = row_of(n);
+        if self.writes.is_some() {
+            drop(self.append_row(row, true));
+            return;
+        }
+        let done = self.on_stored(&row);
+        self.engine.keep(
+            vec![row],
+            since(self.retention_ms),
+            Box::new(move |r| {
+                done(r);
+            }),
+        );
     }
 
     fn append_row(&self, row: InboxRow, lazy: bool) -> Stored {
@@ -307,13 +328,22 @@ impl Inbox {
     /// it (the caller may drop the future) and then advances the user's head.
     fn append_shared(&self, row: InboxRow, lazy: bool) -> Stored {
         use futures::FutureExt;
-        let (user, id) = (row.user_id.clone(), row.id.clone());
+        let done = self.on_stored(&row);
         let written = self
             .engine
             .append(vec![row], since(self.retention_ms), lazy);
+        tokio::spawn(async move { done(written.await) })
+            .map(|r| r.unwrap_or(false))
+            .boxed()
+    }
+
+    /// What follows the engine's answer to an append of `row`: the user's head advances, the
+    /// append is counted; true when it was stored.
+    fn on_stored(&self, row: &InboxRow) -> impl FnOnce(Result<(), InboxError>) -> bool {
+        let (user, id) = (row.user_id.clone(), row.id.clone());
         let (versions, appends) = (self.versions.clone(), self.appends.clone());
-        tokio::spawn(async move {
-            let stored = match written.await {
+        move |written| {
+            let stored = match written {
                 Ok(()) => {
                     versions.advance(&user, &id);
                     true
@@ -329,9 +359,7 @@ impl Inbox {
                 AppendResult::Failed
             });
             stored
-        })
-        .map(|r| r.unwrap_or(false))
-        .boxed()
+        }
     }
 
     /// True when a row appended before a push queue put is stored no later than the put

@@ -4,7 +4,7 @@
 
 use futures::future::FutureExt;
 
-use super::{InboxEngine, InboxError, InboxFuture};
+use super::{InboxEngine, InboxError, InboxFuture, Kept};
 use crate::ids::{NotificationId, UserId};
 use crate::store::{InboxRow, Store, Write};
 
@@ -35,6 +35,16 @@ impl InboxEngine for SqlInbox {
             lazy,
         });
         async move { written.await.map(|_| ()).map_err(failed) }.boxed()
+    }
+
+    fn keep(&self, rows: Vec<InboxRow>, _since: String, then: Kept) {
+        let keep = Write::Keep {
+            rows,
+            max_per_user: self.max_per_user,
+            lazy: true,
+        };
+        self.store
+            .write_then(keep, Box::new(move |r| then(r.map(|_| ()).map_err(failed))));
     }
 
     fn shares_push_writer(&self) -> bool {

@@ -7,6 +7,7 @@
 //! A PostgreSQL database is shared by the nodes, each of which may change it: read every time.
 
 mod devices;
+mod handoff;
 pub(crate) mod inbox;
 mod push_queue;
 mod sqlite_writer;
@@ -16,7 +17,7 @@ pub use devices::{app_column, app_from_column, Device, Platform, ProviderKind, R
 pub use inbox::InboxRow;
 use push_queue::NewSends;
 pub use push_queue::{Applied, Change, Finished, NewRow, NewSends as NewRows, QueueRow};
-pub use writer::{Write, Written, LAZY_WRITE_DELAY};
+pub use writer::{Then, Write, Written, LAZY_WRITE_DELAY};
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -13,17 +13,17 @@
 //! commit is in the WAL before any of its callers hears of it).
 
 use std::path::Path;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::handoff::{handoff, Receiver};
 use super::inbox::{INSERT as INBOX_INSERT, INSERT_TAIL as INBOX_INSERT_TAIL};
 use super::push_queue::{
     finished_one, CLAIM, COUNT_DOWN, DELETE, DELETE_BATCH, INSERT_BATCHES, INSERT_BATCHES_TAIL,
     INSERT_ROWS, RETRY,
 };
-use super::writer::{all_lazy, Reply, Writes, LAZY_WRITE_DELAY, WRITE_BATCH};
+use super::writer::{answer, Writes, LAZY_WRITE_DELAY, WRITE_BATCH};
 use super::{Applied, Change, Finished, QueueRow, StoreError, Write, Written};
 
 /// The statements, in SQLite's own numbered-parameter form (`?N`).
@@ -72,7 +72,7 @@ pub(super) fn spawn(path: &Path) -> Result<Writes, StoreError> {
     conn.pragma_update(None, "synchronous", "normal")
         .map_err(failed)?;
     conn.set_prepared_statement_cache_capacity(32);
-    let (tx, rx) = mpsc::channel::<(Write, Reply)>();
+    let (tx, rx) = handoff();
     std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || run(conn, rx))
@@ -87,50 +87,19 @@ fn failed(e: rusqlite::Error) -> StoreError {
 /// Takes what waits (up to `WRITE_BATCH`), applies it in one transaction, answers each
 /// caller; until every sender is gone. A batch of lazy writes only waits up to
 /// `LAZY_WRITE_DELAY` for more, and no longer than the first write someone waits for.
-fn run(mut conn: Connection, rx: Receiver<(Write, Reply)>) {
+fn run(mut conn: Connection, rx: Receiver) {
     let sql = Sql::new();
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
     let mut writes = Vec::with_capacity(WRITE_BATCH);
-    let mut replies = Vec::with_capacity(WRITE_BATCH);
-    while let Ok((write, reply)) = rx.recv() {
-        writes.push(write);
-        replies.push(reply);
-        while writes.len() < WRITE_BATCH {
-            let Ok((write, reply)) = rx.try_recv() else {
-                break;
-            };
-            writes.push(write);
-            replies.push(reply);
-        }
-        if all_lazy(&writes) {
-            let until = Instant::now() + LAZY_WRITE_DELAY;
-            while writes.len() < WRITE_BATCH {
-                let left = until.saturating_duration_since(Instant::now());
-                match rx.recv_timeout(left) {
-                    Ok((write, reply)) => {
-                        let lazy = all_lazy(std::slice::from_ref(&write));
-                        writes.push(write);
-                        replies.push(reply);
-                        if !lazy {
-                            break;
-                        }
-                    }
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-                }
-            }
-        }
-        match apply(&mut conn, &sql, &writes) {
-            Ok(written) => {
-                for (reply, w) in replies.drain(..).zip(written) {
-                    let _ = reply.send(Ok(w));
-                }
-            }
-            Err(e) => {
-                let e = e.to_string();
-                for reply in replies.drain(..) {
-                    let _ = reply.send(Err(StoreError::Batch(e.clone())));
-                }
-            }
-        }
+    while rx.next_batch(LAZY_WRITE_DELAY, &mut batch) {
+        let replies: Vec<_> = batch
+            .drain(..)
+            .map(|(write, reply)| {
+                writes.push(write);
+                reply
+            })
+            .collect();
+        answer(replies, apply(&mut conn, &sql, &writes));
         writes.clear();
     }
 }

@@ -48,14 +48,9 @@ pub enum Write {
 pub const LAZY_WRITE_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Write {
-    fn is_lazy(&self) -> bool {
+    pub(super) fn is_lazy(&self) -> bool {
         matches!(self, Write::Keep { lazy: true, .. })
     }
-}
-
-/// Whether every write of `batch` may wait for company.
-pub(super) fn all_lazy(batch: &[Write]) -> bool {
-    batch.iter().all(Write::is_lazy)
 }
 
 /// What a [`Write`] did, in kind.
@@ -68,20 +63,58 @@ pub enum Written {
     Kept,
 }
 
-pub(super) type Reply = oneshot::Sender<Result<Written, StoreError>>;
+/// A callback the writer runs when a write's batch is committed (or failed).
+pub type Then = Box<dyn FnOnce(Result<Written, StoreError>) + Send>;
+
+/// Who hears how a write ended.
+pub(super) enum Reply {
+    /// A caller awaiting it.
+    Wait(oneshot::Sender<Result<Written, StoreError>>),
+    /// Nobody awaits it: the writer runs this itself, which costs no task and no wake-up.
+    Then(Then),
+}
+
+impl Reply {
+    pub(super) fn send(self, result: Result<Written, StoreError>) {
+        match self {
+            Reply::Wait(tx) => {
+                let _ = tx.send(result);
+            }
+            Reply::Then(then) => then(result),
+        }
+    }
+}
+
+/// Answers each write of a batch: with what it did, or with the batch's error.
+pub(super) fn answer<E: std::fmt::Display>(replies: Vec<Reply>, written: Result<Vec<Written>, E>) {
+    match written {
+        Ok(written) => {
+            for (reply, w) in replies.into_iter().zip(written) {
+                reply.send(Ok(w));
+            }
+        }
+        Err(e) => {
+            let e = e.to_string();
+            for reply in replies {
+                reply.send(Err(StoreError::Batch(e.clone())));
+            }
+        }
+    }
+}
 
 /// Where writes are handed over: the writer task's channel, or the writer thread's.
 #[derive(Clone)]
 pub(super) enum Writes {
     Task(mpsc::UnboundedSender<(Write, Reply)>),
-    Thread(std::sync::mpsc::Sender<(Write, Reply)>),
+    Thread(super::handoff::Sender),
 }
 
 impl Writes {
-    fn send(&self, write: Write, reply: Reply) -> Result<(), ()> {
+    /// Gives the reply back when the writer is gone.
+    fn send(&self, write: Write, reply: Reply) -> Result<(), Reply> {
         match self {
-            Writes::Task(tx) => tx.send((write, reply)).map_err(|_| ()),
-            Writes::Thread(tx) => tx.send((write, reply)).map_err(|_| ()),
+            Writes::Task(tx) => tx.send((write, reply)).map_err(|e| e.0 .1),
+            Writes::Thread(tx) => tx.send(write, reply),
         }
     }
 }
@@ -94,19 +127,7 @@ pub(super) fn spawn(store: Store) -> Writes {
         let mut batch = Vec::with_capacity(WRITE_BATCH);
         while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
             let (writes, replies): (Vec<Write>, Vec<Reply>) = batch.drain(..).unzip();
-            match store.write_batch(&writes).await {
-                Ok(written) => {
-                    for (reply, w) in replies.into_iter().zip(written) {
-                        let _ = reply.send(Ok(w));
-                    }
-                }
-                Err(e) => {
-                    let e = e.to_string();
-                    for reply in replies {
-                        let _ = reply.send(Err(StoreError::Batch(e.clone())));
-                    }
-                }
-            }
+            answer(replies, store.write_batch(&writes).await);
         }
     });
     Writes::Task(tx)
@@ -126,11 +147,29 @@ impl Store {
             .boxed();
         };
         let (tx, rx) = oneshot::channel();
-        let sent = writes.send(write, tx);
+        let sent = writes.send(write, Reply::Wait(tx)).is_ok();
         async move {
-            sent.map_err(|_| StoreError::WriterStopped)?;
+            if !sent {
+                return Err(StoreError::WriterStopped);
+            }
             rx.await.map_err(|_| StoreError::WriterStopped)?
         }
         .boxed()
+    }
+
+    /// Hands `write` to the writer now, as [`Store::write`] does, for a caller that does not
+    /// wait: `then` hears how it ended, run by the writer itself, so it must be quick.
+    pub fn write_then(&self, write: Write, then: Then) {
+        let Some(writes) = &self.writes else {
+            let store = self.clone();
+            tokio::spawn(async move {
+                let written = store.write_batch(std::slice::from_ref(&write)).await;
+                then(written.and_then(|mut w| w.pop().ok_or(StoreError::WriterStopped)));
+            });
+            return;
+        };
+        if let Err(reply) = writes.send(write, Reply::Then(then)) {
+            reply.send(Err(StoreError::WriterStopped));
+        }
     }
 }

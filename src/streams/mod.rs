@@ -6,6 +6,7 @@
 mod body;
 mod fallback;
 mod stream;
+mod users;
 
 pub use body::{ConnWatch, SseBody};
 pub use fallback::{Fallback, FallbackReason};
@@ -28,8 +29,8 @@ const SHUTDOWN: &[u8] = b"event: shutdown\ndata: {}\n\n";
 /// The stream's token expired: fetch a fresh one and reconnect with `Last-Event-ID`.
 const REAUTH: &[u8] = b"event: reauth\ndata: {}\n\n";
 /// The heartbeat visits one slice of the users per tick, so that the pings (and the writes they
-/// wake) spread over the period rather than landing on every stream at once. A power of two.
-const HEARTBEAT_SLICES: u32 = 16;
+/// wake) spread over the period rather than landing on every stream at once.
+const HEARTBEAT_SLICES: u32 = users::SLICES;
 
 pub struct HubConfig {
     pub node_id: Arc<str>,
@@ -66,7 +67,7 @@ pub enum OpenError {
 pub struct Hub {
     cfg: HubConfig,
     /// Streams by user. The entry lock orders subscribe/unsubscribe of the user's channel.
-    users: DashMap<Arc<str>, Vec<Arc<Stream>>>,
+    users: users::Users,
     /// Streams by topic.
     topics: DashMap<Arc<str>, Vec<Arc<Stream>>>,
     next_id: AtomicU64,
@@ -91,7 +92,7 @@ impl Hub {
     ) -> Arc<Hub> {
         let hub = Arc::new(Hub {
             cfg,
-            users: DashMap::new(),
+            users: users::Users::new(),
             topics: DashMap::new(),
             next_id: AtomicU64::new(1),
             heartbeat_ticks: AtomicU32::new(0),
@@ -142,7 +143,11 @@ impl Hub {
         }
         let mut pending = Vec::new();
         let replaced = {
-            let mut entry = self.users.entry(req.user.clone()).or_default();
+            let mut entry = self
+                .users
+                .of(&req.user)
+                .entry(req.user.clone())
+                .or_default();
             let same_device = stream
                 .device_id
                 .as_ref()
@@ -205,7 +210,8 @@ impl Hub {
         if !stream.mark_closed() {
             return;
         }
-        let user_channel_done = match self.users.get_mut(&stream.user) {
+        let users = self.users.of(&stream.user);
+        let user_channel_done = match users.get_mut(&stream.user) {
             Some(mut entry) => {
                 entry.retain(|s| s.id != stream.id);
                 entry.is_empty()
@@ -214,7 +220,7 @@ impl Hub {
         };
         if user_channel_done {
             // Re-checked under the entry lock: a new stream may have arrived meanwhile.
-            let removed = self.users.remove_if(&stream.user, |_, v| v.is_empty());
+            let removed = users.remove_if(&stream.user, |_, v| v.is_empty());
             if removed.is_some() {
                 self.broker.unsubscribe(Channel::User(stream.user.clone()));
             }
@@ -273,10 +279,8 @@ impl Hub {
     pub fn heartbeat(&self) {
         let slice = self.heartbeat_ticks.fetch_add(1, Ordering::Relaxed) % HEARTBEAT_SLICES;
         let mut visit = Vec::new();
-        for entry in self.users.iter() {
-            if heartbeat_slice(entry.key()) == slice {
-                visit.extend(entry.value().iter().cloned());
-            }
+        for entry in self.users.slice(slice).iter() {
+            visit.extend(entry.value().iter().cloned());
         }
         let ping = Bytes::from_static(PING);
         let now = crate::time::unix_secs();
@@ -358,19 +362,11 @@ impl Hub {
     }
 }
 
-/// The heartbeat slice of a user's streams, from the address of the user's key in the map:
-/// the key lives as long as the user has a stream here, and hashing its address rather than
-/// the name spares the sweep a memory read per user.
-fn heartbeat_slice(user: &Arc<str>) -> u32 {
-    let addr = Arc::as_ptr(user).cast::<u8>() as usize as u64;
-    (addr.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - HEARTBEAT_SLICES.trailing_zeros())) as u32
-}
-
 impl Inbound for Hub {
     fn user_message(&self, n: SharedNotification, remote: bool) -> bool {
         let mut queued = false;
         let mut slow = Vec::new();
-        if let Some(streams) = self.users.get(n.user_id.as_str()) {
+        if let Some(streams) = self.users.of(&n.user_id).get(n.user_id.as_str()) {
             for s in streams.iter() {
                 match s.push(Item::Notification(n.clone())) {
                     Push::Queued => queued = true,
@@ -406,6 +402,7 @@ impl Inbound for Hub {
 
     fn local_connections(&self, user: &str) -> Vec<Connection> {
         self.users
+            .of(user)
             .get(user)
             .map(|v| v.iter().map(|s| self.connection(s)).collect())
             .unwrap_or_default()
