@@ -208,6 +208,19 @@ async fn the_writer_keeps_rows_and_sends_in_call_order(s: &Store) {
     let page = s.inbox_page("ann", None, "", 10).await.unwrap();
     let ids: Vec<&str> = page.iter().map(|(id, _)| id.as_str()).collect();
     assert_eq!(ids, ["03", "04", "05"], "the newest 3 kept, oldest first");
+    // A full inbox: each append drops its oldest, one at a time or several in one write.
+    write(s, keep("ann", &["06"])).await;
+    let (c, d) = tokio::join!(
+        s.write(keep("ann", &["07"])),
+        s.write(keep("ann", &["08", "09"]))
+    );
+    c.unwrap();
+    d.unwrap();
+    write(s, keep("cat", &["01"])).await;
+    let page = s.inbox_page("ann", None, "", 10).await.unwrap();
+    let ids: Vec<&str> = page.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["07", "08", "09"], "still the newest 3 once full");
+    assert_eq!(s.inbox_page("cat", None, "", 10).await.unwrap().len(), 1);
 
     let Written::Stored(first) = write(s, put("n1", &["d1", "d2"], Some("c1"))).await else {
         panic!("a put answers Stored");

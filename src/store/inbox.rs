@@ -15,48 +15,66 @@ pub struct InboxRow {
 }
 
 /// Stores `$rows` (`&[InboxRow]`) within the open transaction `$tx`, then keeps at most
-/// `$keep` (`i64`) of each user touched (the newest): one multi-row statement each, whatever
-/// the number of users. A macro because the transaction's dialect is only known inside
-/// `on_pool!` (the store writer's batch, `Store::write_batch`).
+/// `$keep` (`i64`) of each user touched (the newest). A macro because the transaction's
+/// dialect is only known inside `on_pool!` (the store writer's batch, `Store::write_batch`).
 macro_rules! keep_in_inbox {
     ($tx:ident, $rows:expr, $keep:expr) => {{
         let rows: &[$crate::store::InboxRow] = $rows;
         for chunk in rows.chunks($crate::store::inbox::ROWS_PER_STATEMENT) {
-            let mut qb = sqlx::QueryBuilder::new($crate::store::inbox::INSERT);
-            qb.push_values(chunk, |mut b, r| {
+            let places = $crate::store::inbox::places(chunk);
+            let mut qb = sqlx::QueryBuilder::new($crate::store::inbox::INSERT_MANY_HEAD);
+            qb.push_values(chunk.iter().zip(places), |mut b, (r, place)| {
                 b.push_bind(r.user_id.as_str())
                     .push_bind(r.id.as_str())
-                    .push_bind(r.payload.as_str());
+                    .push_bind(r.payload.as_str())
+                    .push_bind(place);
             });
-            qb.push($crate::store::inbox::INSERT_TAIL);
+            qb.push($crate::store::inbox::INSERT_MANY_TAIL);
             qb.build().execute(&mut *$tx).await?;
         }
         let mut users: Vec<&str> = rows.iter().map(|r| r.user_id.as_str()).collect();
         users.sort_unstable();
         users.dedup();
-        for chunk in users.chunks($crate::store::inbox::ROWS_PER_STATEMENT) {
-            let mut qb = sqlx::QueryBuilder::new($crate::store::inbox::TRIM_HEAD);
-            let mut list = qb.separated(", ");
-            for user in chunk {
-                list.push_bind(*user);
-            }
-            qb.push($crate::store::inbox::TRIM_MIDDLE);
-            qb.push_bind($keep);
-            qb.push(")");
-            qb.build().execute(&mut *$tx).await?;
+        for user in users {
+            sqlx::query($crate::store::inbox::TRIM)
+                .bind(user)
+                .bind($keep)
+                .execute(&mut *$tx)
+                .await?;
         }
     }};
 }
 pub(crate) use keep_in_inbox;
 
-pub(crate) const INSERT: &str = "INSERT INTO inbox (user_id, id, payload) ";
-pub(crate) const INSERT_TAIL: &str = " ON CONFLICT (user_id, id) DO NOTHING";
-// Every row of the users touched past their newest `keep`: the ranks come from the
-// (user_id, id) primary key, in one statement for all of them.
-pub(crate) const TRIM_HEAD: &str = "DELETE FROM inbox WHERE (user_id, id) IN (SELECT user_id, id \
-     FROM (SELECT user_id, id, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY id DESC) AS pos \
-     FROM inbox WHERE user_id IN (";
-pub(crate) const TRIM_MIDDLE: &str = ")) ranked WHERE pos > ";
+/// Each row's place among the rows of its user in `rows` (1, 2...): added to the user's
+/// largest `seq` so far, it numbers a batch's rows in order.
+pub(crate) fn places(rows: &[InboxRow]) -> Vec<i64> {
+    let mut seen: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    rows.iter()
+        .map(|r| {
+            let n = seen.entry(r.user_id.as_str()).or_insert(0);
+            *n += 1;
+            *n
+        })
+        .collect()
+}
+
+// Rows numbered after the user's largest `seq` (one probe of `inbox_seq`): the CTE names the
+// columns of `VALUES` in both dialects, and SQLite needs the `WHERE` to read `ON CONFLICT` as
+// the upsert's. The subquery sees the table as it was before the statement.
+pub(crate) const INSERT_MANY_HEAD: &str = "WITH v (user_id, id, payload, place) AS (";
+pub(crate) const INSERT_MANY_TAIL: &str = ") INSERT INTO inbox (user_id, id, payload, seq) \
+     SELECT v.user_id, v.id, v.payload, \
+     COALESCE((SELECT MAX(i.seq) FROM inbox i WHERE i.user_id = v.user_id), 0) + v.place \
+     FROM v WHERE true ON CONFLICT (user_id, id) DO NOTHING";
+/// One row, numbered after its user's largest `seq` ($1 user, $2 id, $3 payload).
+pub(crate) const INSERT_ONE: &str = "INSERT INTO inbox (user_id, id, payload, seq) \
+     SELECT $1, $2, $3, COALESCE((SELECT MAX(seq) FROM inbox WHERE user_id = $1), 0) + 1 \
+     WHERE true ON CONFLICT (user_id, id) DO NOTHING";
+/// Every row of user $1 but the newest $2: an index range from the user's oldest row, so a
+/// trim costs what it deletes (usually one row) plus one probe.
+pub(crate) const TRIM: &str = "DELETE FROM inbox WHERE user_id = $1 \
+     AND seq <= (SELECT MAX(seq) FROM inbox WHERE user_id = $1) - $2";
 
 impl Store {
     /// Up to `limit` notifications of `user` with ids above `after` and not below `since`:

@@ -18,7 +18,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::handoff::{handoff, Receiver};
-use super::inbox::{INSERT as INBOX_INSERT, INSERT_TAIL as INBOX_INSERT_TAIL};
+use super::inbox::{INSERT_ONE as INBOX_INSERT, TRIM as INBOX_TRIM};
 use super::push_queue::{
     finished_one, CLAIM, COUNT_DOWN, DELETE, DELETE_BATCH, INSERT_BATCHES, INSERT_BATCHES_TAIL,
     INSERT_ROWS, RETRY,
@@ -29,7 +29,7 @@ use super::{Applied, Change, Finished, QueueRow, StoreError, Write, Written};
 /// The statements, in SQLite's own numbered-parameter form (`?N`).
 struct Sql {
     inbox_insert: String,
-    inbox_trim: &'static str,
+    inbox_trim: String,
     put: String,
     batch: String,
     delete: String,
@@ -45,9 +45,8 @@ impl Sql {
         // by first appearance; `?N` keeps the number the statement gives it.
         let numbered = |s: &str| s.replace('$', "?");
         Sql {
-            inbox_insert: format!("{INBOX_INSERT}VALUES (?1, ?2, ?3){INBOX_INSERT_TAIL}"),
-            inbox_trim: "DELETE FROM inbox WHERE user_id = ?1 AND id <= \
-                 (SELECT id FROM inbox WHERE user_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+            inbox_insert: numbered(INBOX_INSERT),
+            inbox_trim: numbered(INBOX_TRIM),
             put: format!(
                 "{INSERT_ROWS}VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?9, ?10, ?11, ?12) \
                  ON CONFLICT (notification_id, device_id) DO NOTHING"
@@ -120,7 +119,7 @@ fn apply(conn: &mut Connection, sql: &Sql, writes: &[Write]) -> rusqlite::Result
                     insert.execute(params![r.user_id, r.id, r.payload])?;
                 }
                 let keep = i64::try_from(*max_per_user).unwrap_or(i64::MAX);
-                let mut trim = tx.prepare_cached(sql.inbox_trim)?;
+                let mut trim = tx.prepare_cached(&sql.inbox_trim)?;
                 let mut users: Vec<&str> = rows.iter().map(|r| r.user_id.as_str()).collect();
                 users.sort_unstable();
                 users.dedup();
