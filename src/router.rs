@@ -201,6 +201,12 @@ impl NotificationRouter {
             self.ledger.release(&n.id);
             return Ok(Route::None);
         }
+        if refuse_when_full && self.push.refuses(devices.len()) {
+            // Checked before the inbox copy is handed over, so that a refused notify leaves
+            // nothing behind (`submit` checks again: the bound is not exact under a race).
+            self.metrics.overloaded.inc();
+            return Err(Overloaded.into());
+        }
         let submitted = match copy {
             InboxCopy::Written => self.push.submit(n, devices, refuse_when_full).await,
             InboxCopy::Write => {

@@ -166,6 +166,14 @@ impl Sender {
         }
     }
 
+    /// Whether a producer's own request for `sends` more sends is refused: the queue would go
+    /// past `push.queue_max` (all nodes' sends, as this node last counted them).
+    pub fn refuses(&self, sends: usize) -> bool {
+        self.core
+            .as_ref()
+            .is_some_and(|core| core.depth.load(Ordering::Relaxed) + sends as u64 > core.queue_max)
+    }
+
     /// Stores the sends of `n` to `devices` in the durable queue, then starts those that
     /// find room on this node. `refuse_when_full`: the producer's own request, refused when
     /// the queue is over `push.queue_max` (nothing is stored then); an already accepted
@@ -179,8 +187,7 @@ impl Sender {
         let (Some(core), Some(fast)) = (&self.core, &self.fast) else {
             return Ok(());
         };
-        let count = devices.len() as u64;
-        if refuse_when_full && core.depth.load(Ordering::Relaxed) + count > core.queue_max {
+        if refuse_when_full && self.refuses(devices.len()) {
             return Err(Overloaded.into());
         }
         // Room on this node now: store them claimed by it, and send them at once.
