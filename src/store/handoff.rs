@@ -150,3 +150,90 @@ impl Drop for Receiver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::StoreError;
+
+    fn keep(lazy: bool) -> Write {
+        Write::Keep {
+            rows: Vec::new(),
+            max_per_user: 1,
+            lazy,
+        }
+    }
+
+    fn ignored() -> Reply {
+        Reply::Then(Box::new(|_| {}))
+    }
+
+    fn lazy_flags(batch: &[(Write, Reply)]) -> Vec<bool> {
+        batch.iter().map(|(w, _)| w.is_lazy()).collect()
+    }
+
+    #[test]
+    fn lazy_writes_wait_for_company_until_one_somebody_waits_for_comes() {
+        let (tx, rx) = handoff();
+        tx.send(keep(true), ignored()).map_err(drop).unwrap();
+        let writer = std::thread::spawn(move || {
+            let mut batch = Vec::new();
+            let started = Instant::now();
+            assert!(rx.next_batch(Duration::from_secs(30), &mut batch));
+            (lazy_flags(&batch), started.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        tx.send(keep(true), ignored()).map_err(drop).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        tx.send(keep(false), ignored()).map_err(drop).unwrap();
+        let (flags, waited) = writer.join().unwrap();
+        assert_eq!(
+            flags,
+            [true, true, false],
+            "in call order, all in one batch"
+        );
+        assert!(
+            waited < Duration::from_secs(10),
+            "the eager write ended the linger: {waited:?}"
+        );
+    }
+
+    #[test]
+    fn a_lazy_batch_goes_once_its_linger_is_over() {
+        let (tx, rx) = handoff();
+        tx.send(keep(true), ignored()).map_err(drop).unwrap();
+        let mut batch = Vec::new();
+        let started = Instant::now();
+        assert!(rx.next_batch(Duration::from_millis(50), &mut batch));
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert_eq!(lazy_flags(&batch), [true]);
+        drop(tx);
+        batch.clear();
+        assert!(!rx.next_batch(Duration::from_millis(50), &mut batch));
+    }
+
+    #[test]
+    fn writes_after_the_writer_is_gone_hear_that_it_stopped() {
+        let (tx, rx) = handoff();
+        let stopped = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = |stopped: &std::sync::Arc<AtomicUsize>| {
+            let stopped = stopped.clone();
+            Reply::Then(Box::new(move |r| {
+                if matches!(r, Err(StoreError::WriterStopped)) {
+                    stopped.fetch_add(1, Ordering::Relaxed);
+                }
+            }))
+        };
+        tx.send(keep(false), count(&stopped)).map_err(drop).unwrap();
+        drop(rx);
+        assert_eq!(stopped.load(Ordering::Relaxed), 1, "the queued write");
+        let Err(reply) = tx.send(keep(false), count(&stopped)) else {
+            panic!("a write after the writer stopped is refused");
+        };
+        reply.send(Err(StoreError::WriterStopped));
+        assert_eq!(stopped.load(Ordering::Relaxed), 2);
+    }
+}
