@@ -18,7 +18,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::handoff::{handoff, Receiver};
-use super::inbox::{INSERT_ONE as INBOX_INSERT, TRIM as INBOX_TRIM};
+use super::inbox::INSERT_ONE as INBOX_INSERT;
 use super::push_queue::{
     finished_one, CLAIM, COUNT_DOWN, DELETE, DELETE_BATCH, INSERT_BATCHES, INSERT_BATCHES_TAIL,
     INSERT_ROWS, RETRY,
@@ -29,7 +29,7 @@ use super::{Applied, Change, Finished, QueueRow, StoreError, Write, Written};
 /// The statements, in SQLite's own numbered-parameter form (`?N`).
 struct Sql {
     inbox_insert: String,
-    inbox_trim: String,
+    inbox_trim: &'static str,
     put: String,
     batch: String,
     delete: String,
@@ -45,8 +45,8 @@ impl Sql {
         // by first appearance; `?N` keeps the number the statement gives it.
         let numbered = |s: &str| s.replace('$', "?");
         Sql {
-            inbox_insert: numbered(INBOX_INSERT),
-            inbox_trim: numbered(INBOX_TRIM),
+            inbox_insert: format!("{} RETURNING seq", numbered(INBOX_INSERT)),
+            inbox_trim: "DELETE FROM inbox WHERE user_id = ?1 AND seq <= ?2",
             put: format!(
                 "{INSERT_ROWS}VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, ?9, ?10, ?11, ?12) \
                  ON CONFLICT (notification_id, device_id) DO NOTHING"
@@ -114,17 +114,26 @@ fn apply(conn: &mut Connection, sql: &Sql, writes: &[Write]) -> rusqlite::Result
             Write::Keep {
                 rows, max_per_user, ..
             } => {
+                // Each insert answers its row's seq: only a user whose newest seq is past the
+                // bound has rows to drop, those at or below newest - bound.
                 let mut insert = tx.prepare_cached(&sql.inbox_insert)?;
+                let mut newest: Vec<(&str, i64)> = Vec::with_capacity(rows.len());
                 for r in rows {
-                    insert.execute(params![r.user_id, r.id, r.payload])?;
+                    let seq: Option<i64> = insert
+                        .query_row(params![r.user_id, r.id, r.payload], |row| row.get(0))
+                        .optional()?;
+                    if let Some(seq) = seq {
+                        newest.push((r.user_id.as_str(), seq));
+                    }
                 }
                 let keep = i64::try_from(*max_per_user).unwrap_or(i64::MAX);
-                let mut trim = tx.prepare_cached(&sql.inbox_trim)?;
-                let mut users: Vec<&str> = rows.iter().map(|r| r.user_id.as_str()).collect();
-                users.sort_unstable();
-                users.dedup();
-                for user in users {
-                    trim.execute(params![user, keep])?;
+                newest.sort_unstable_by(|a, b| a.0.cmp(b.0).then(b.1.cmp(&a.1)));
+                newest.dedup_by(|later, first| later.0 == first.0);
+                let mut trim = tx.prepare_cached(sql.inbox_trim)?;
+                for (user, seq) in newest {
+                    if seq > keep {
+                        trim.execute(params![user, seq - keep])?;
+                    }
                 }
                 Written::Kept
             }
