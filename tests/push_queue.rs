@@ -366,16 +366,7 @@ async fn a_notify_over_the_queue_bound_answers_503_and_sends_nothing() {
     assert_eq!(body["error"]["code"], "overloaded");
     // Refused before its inbox copy was handed over: the user's inbox holds none of it.
     tokio::time::sleep(switchboard::store::LAZY_WRITE_DELAY * 3).await;
-    let inbox: Value = app
-        .http
-        .get(app.url("/v1/inbox"))
-        .bearer_auth(app.token("user-7"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let inbox = app.client_json("user-7", "/v1/inbox").await;
     let kept = inbox["items"].as_array().expect("an inbox page");
     assert!(
         kept.iter().all(|n| n["data"]["n"] != "over"),

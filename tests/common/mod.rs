@@ -321,6 +321,18 @@ impl TestApp {
         SseStream::open(&url, &self.token(user)).await
     }
 
+    /// `GET path` with `user`'s client token: the answer's JSON.
+    pub async fn client_json(&self, user: &str, path: &str) -> Value {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(self.token(user))
+            .send()
+            .await
+            .unwrap();
+        resp.json().await.unwrap()
+    }
+
     /// The whole `/metrics` text.
     pub async fn metrics_text(&self) -> String {
         self.http
