@@ -99,7 +99,7 @@ impl Sender {
 impl Receiver {
     /// The next batch, in call order: what waits, up to `WRITE_BATCH`. When all of it is lazy,
     /// it waits up to `linger` for company, and no longer than the first write that is not.
-    /// `None` once every sender is gone and nothing is left.
+    /// False once every sender is gone and nothing is left.
     pub(super) fn next_batch(
         &self,
         linger: std::time::Duration,

@@ -89,17 +89,9 @@ fn failed(e: rusqlite::Error) -> StoreError {
 fn run(mut conn: Connection, rx: Receiver) {
     let sql = Sql::new();
     let mut batch = Vec::with_capacity(WRITE_BATCH);
-    let mut writes = Vec::with_capacity(WRITE_BATCH);
     while rx.next_batch(LAZY_WRITE_DELAY, &mut batch) {
-        let replies: Vec<_> = batch
-            .drain(..)
-            .map(|(write, reply)| {
-                writes.push(write);
-                reply
-            })
-            .collect();
+        let (writes, replies): (Vec<Write>, Vec<_>) = batch.drain(..).unzip();
         answer(replies, apply(&mut conn, &sql, &writes));
-        writes.clear();
     }
 }
 
